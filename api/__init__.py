@@ -1,0 +1,1 @@
+"""HTTP API and playground: a second front on the same queue."""

@@ -1,0 +1,258 @@
+"""Dispatch overhead: what the master adds on top of the queue, with a backend that
+completes every job at once.
+
+    python bench/dispatch_overhead.py [--jobs 2000] [--check]
+
+For 1 and 3 processes it drains a pre-filled MariaDB queue twice: through real
+Dispatchers (claim in batches, submit, poll, complete with the result row, lease
+renewal) and through the queue-only baseline (claim in batches, complete) measured in the
+same run. It prints jobs/s for both, the ratio, and the added latency per job (claim to
+outcome written, p50 and p99). --check fails when one master reaches less than 0.35 of the
+baseline's throughput (a regression guard: one extra write per job, to record the
+backend job for adoption, and the asyncio hops cost about half on a 2-core machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import time
+from typing import Any
+
+from sqlalchemy import text
+
+POLL_INTERVAL_S = 0.01
+MIN_RATIO = 0.35
+BATCH = 16
+
+
+def database_url() -> str:
+    from sqlalchemy.engine import make_url
+
+    base = os.environ.get(
+        "STILLHOUSE_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/stillhouse_test"
+    )
+    url = make_url(base)
+    return url.set(database=f"{url.database}_dispatch").render_as_string(hide_password=False)
+
+
+def settings(url: str) -> Any:
+    from stillhouse.config import make_settings
+
+    return make_settings(
+        database={"url": url},
+        master={
+            "poll_interval_s": POLL_INTERVAL_S,
+            "claim_interval_s": 0.05,
+            "claim_batch": BATCH,
+            "max_in_flight": 64,
+            "http_port": 0,
+        },
+    )
+
+
+def prepare(url: str) -> None:
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    from stillhouse.db.engine import make_engine
+    from stillhouse.db.migrate import upgrade
+
+    parsed = make_url(url)
+    server = create_engine(parsed.set(database=""), isolation_level="AUTOCOMMIT")
+    with server.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS `{parsed.database}`"))
+        conn.execute(text(f"CREATE DATABASE `{parsed.database}`"))
+    server.dispose()
+    engine = make_engine(settings(url), pool=False)
+    upgrade(engine)
+    engine.dispose()
+
+
+def fill(url: str, jobs: int) -> None:
+    """Empty both queues, then queue `jobs` small jobs."""
+    from stillhouse.db.engine import make_engine
+    from stillhouse.queue import GenerationQueue
+    from stillhouse.schemas.graph import ComfyGraph
+    from stillhouse.schemas.jobs import NewJob
+
+    engine = make_engine(settings(url))
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM send_queue"))
+        conn.execute(text("DELETE FROM generation_queue"))
+    queue = GenerationQueue(engine, settings(url).queue)
+    graph = ComfyGraph.model_validate(
+        {"9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "b"}}}
+    )
+    for _ in range(jobs):
+        queue.enqueue(NewJob(workflow_name="bench", graph=graph))
+    engine.dispose()
+
+
+class InstantBackend:
+    """Every job is done by the first look."""
+
+    name = "instant"
+    capacity = None
+
+    def __init__(self) -> None:
+        from stillhouse.schemas.worker_io import ImageRef, WorkerOutput
+
+        self.output = WorkerOutput.model_validate(
+            {
+                "images": [
+                    ImageRef(
+                        key="k/x.png",
+                        bucket="b",
+                        content_type="image/png",
+                        width=1,
+                        height=1,
+                        bytes=1,
+                        sha256="0" * 64,
+                        node_id="9",
+                    )
+                ],
+                "comfy": {"prompt_id": "p"},
+            }
+        )
+        self.count = 0
+
+    async def submit(self, request: Any) -> str:
+        self.count += 1
+        return f"instant-{self.count}"
+
+    async def poll(self, backend_job_id: str) -> Any:
+        from master.backends.base import Phase, Poll
+
+        return Poll(phase=Phase.COMPLETED, output=self.output)
+
+    async def cancel(self, backend_job_id: str) -> None:
+        return None
+
+    async def health(self) -> dict[str, Any]:
+        return {}
+
+    async def close(self) -> None:
+        return None
+
+
+def run_master(url: str, ready: Any) -> None:
+    from master.dispatcher import Dispatcher
+    from master.metrics import MasterMetrics
+    from stillhouse.db.engine import make_engine
+    from stillhouse.ids import new_owner
+    from stillhouse.queue import GenerationQueue
+    from stillhouse.storage import make_storage
+
+    config = settings(url)
+    queue = GenerationQueue(make_engine(config), config.queue)
+    queue.counts()
+    dispatcher = Dispatcher(
+        config,
+        queue,
+        InstantBackend(),
+        make_storage(config),  # type: ignore[arg-type]
+        MasterMetrics(),
+        new_owner("bench"),
+    )
+    ready.wait()
+    asyncio.run(dispatcher.run(until_idle=True))
+
+
+def run_baseline(url: str, ready: Any) -> None:
+    """The queue alone: claim a batch, complete each; the floor any master stands on."""
+    from stillhouse.db.engine import make_engine
+    from stillhouse.ids import new_owner
+    from stillhouse.queue import GenerationQueue
+    from stillhouse.schemas.jobs import JobResult
+
+    config = settings(url)
+    queue = GenerationQueue(make_engine(config), config.queue)
+    result = JobResult(images=InstantBackend().output.images)
+    owner = new_owner("base")
+    queue.counts()
+    ready.wait()
+    while jobs := queue.claim(owner, BATCH):
+        for job in jobs:
+            queue.complete(job, result)
+
+
+def measure(target: str, url: str, processes: int, jobs: int) -> tuple[float, list[float]]:
+    """(jobs/s, per-job claim-to-outcome seconds)."""
+    fill(url, jobs)
+    spawn = mp.get_context("spawn")
+    ready = spawn.Barrier(processes + 1)
+    workers = [spawn.Process(target=globals()[target], args=(url, ready)) for _ in range(processes)]
+    for worker in workers:
+        worker.start()
+    ready.wait()
+    began = time.perf_counter()
+    for worker in workers:
+        worker.join()
+    elapsed = time.perf_counter() - began
+    from stillhouse.db.engine import make_engine
+
+    engine = make_engine(settings(url))
+    with engine.connect() as conn:
+        rows = (
+            conn.execute(
+                text(
+                    "SELECT TIMESTAMPDIFF(MICROSECOND, dispatched_at, finished_at)"
+                    " FROM generation_queue WHERE status = 'succeeded'"
+                )
+            )
+            .scalars()
+            .all()
+        )
+    engine.dispose()
+    if len(rows) != jobs:
+        raise SystemExit(f"{target}: {len(rows)} of {jobs} jobs succeeded")
+    return jobs / elapsed, [r / 1e6 for r in rows]
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--jobs", type=int, default=2000)
+    parser.add_argument("--check", action="store_true")
+    args = parser.parse_args()
+    url = database_url()
+    prepare(url)
+    print(
+        f"dispatch overhead, {args.jobs} jobs, instant backend, poll interval "
+        f"{POLL_INTERVAL_S * 1000:g} ms, batches of {BATCH}"
+    )
+    print(
+        f"{'procs':>5} {'queue-only jobs/s':>18} {'master jobs/s':>14} {'ratio':>6} "
+        f"{'added p50 ms':>13} {'added p99 ms':>13} {'queue p50 ms':>13}"
+    )
+    ratios = {}
+    for processes in (1, 3):
+        base_rate, base_latency = measure("run_baseline", url, processes, args.jobs)
+        rate, latency = measure("run_master", url, processes, args.jobs)
+        ratios[processes] = rate / base_rate
+        print(
+            f"{processes:>5} {base_rate:>18.0f} {rate:>14.0f} {rate / base_rate:>6.2f} "
+            f"{percentile(latency, 0.5) * 1000:>13.1f} {percentile(latency, 0.99) * 1000:>13.1f} "
+            f"{statistics.median(base_latency) * 1000:>13.1f}"
+        )
+    if args.check and ratios[1] < MIN_RATIO:
+        print(
+            f"FAIL: one master reaches {ratios[1]:.2f} of the queue-only throughput (< {MIN_RATIO})"
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

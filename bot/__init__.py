@@ -1,0 +1,1 @@
+"""Discord front: sharded discord.py bot, /serve, buttons, delivery from the send queue."""

@@ -1,0 +1,25 @@
+"""What /serve offers in its `workflow` option, straight from the workflows folder.
+
+Discord shows at most 25 choices, so this is the body of the option's autocomplete:
+the generate-purpose workflows whose name or title contains what the user typed.
+"""
+
+from __future__ import annotations
+
+from discord import app_commands
+
+from stillhouse.schemas.manifest import Purpose
+from stillhouse.workflows.loader import WorkflowCatalog
+
+MAX_CHOICES = 25  # Discord's limit for choices and autocomplete results
+
+
+def workflow_choices(catalog: WorkflowCatalog, typed: str = "") -> list[app_commands.Choice[str]]:
+    """Choices for /serve's workflow option (name shown: title; value: workflow name)."""
+    needle = typed.strip().lower()
+    offered = [
+        app_commands.Choice(name=w.manifest.title[:100], value=w.name)
+        for w in sorted(catalog.for_purpose(Purpose.GENERATE), key=lambda w: w.name)
+        if needle in w.name.lower() or needle in w.manifest.title.lower()
+    ]
+    return offered[:MAX_CHOICES]

@@ -1,0 +1,1 @@
+"""Dispatcher: claims generation jobs, drives GPU backends (RunPod, local), writes outcomes."""

@@ -1,0 +1,1 @@
+"""GPU backends behind one small interface (base.Backend)."""

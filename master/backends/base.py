@@ -1,0 +1,60 @@
+"""The interface every GPU backend offers the dispatcher."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+from stillhouse.schemas.worker_io import ErrorInfo, WorkerInput, WorkerOutput
+
+
+class Phase(StrEnum):
+    """Where a backend job is."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    LOST = "lost"  # the backend no longer knows the job
+
+    @property
+    def is_final(self) -> bool:
+        """True when nothing more will happen to the backend job."""
+        return self in (Phase.COMPLETED, Phase.FAILED, Phase.LOST)
+
+
+class Poll(BaseModel):
+    """One look at a backend job."""
+
+    phase: Phase
+    output: WorkerOutput | None = None
+    error: ErrorInfo | None = None
+    progress: dict[str, Any] | None = None
+
+
+class BackendUnavailable(Exception):
+    """The backend could not be reached or answered 5xx; try again later."""
+
+
+class Backend(Protocol):
+    """Run, follow and cancel jobs on GPUs somewhere."""
+
+    name: str
+    capacity: int | None  # jobs it can take at once (None: the endpoint scales)
+
+    async def submit(self, request: WorkerInput) -> str:
+        """Start the job; the backend's id for it."""
+
+    async def poll(self, backend_job_id: str) -> Poll:
+        """Where the job is now."""
+
+    async def cancel(self, backend_job_id: str) -> None:
+        """Stop the job (best effort)."""
+
+    async def health(self) -> dict[str, Any]:
+        """The backend's own view of its queue and workers."""
+
+    async def close(self) -> None:
+        """Release connections and processes."""

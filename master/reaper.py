@@ -1,0 +1,66 @@
+"""Return expired leases to the queue, one master at a time (a memcached lock; without
+memcached every master reaps and SKIP LOCKED keeps them apart), and publish queue depth."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from sqlalchemy.exc import DBAPIError
+
+from master.metrics import MasterMetrics
+from stillhouse.locks import LockService
+from stillhouse.queue import GenerationQueue, SendQueue
+
+log = logging.getLogger(__name__)
+LOCK_KEY = "master:reaper"
+
+
+async def reap_forever(
+    queue: GenerationQueue,
+    sends: SendQueue,
+    locks: LockService,
+    metrics: MasterMetrics,
+    interval_s: float,
+) -> None:
+    """Sweep every interval until cancelled; a database outage only skips a sweep."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await reap_once(queue, sends, locks, metrics, interval_s)
+            counts = await asyncio.to_thread(queue.counts)
+        except DBAPIError:
+            log.warning("database unavailable; reaping later", extra={"action": "reap.skip"})
+            continue
+        for status, count in counts.items():
+            metrics.queue_depth.labels(status.value).set(count)
+
+
+async def reap_once(
+    queue: GenerationQueue,
+    sends: SendQueue,
+    locks: LockService,
+    metrics: MasterMetrics,
+    interval_s: float,
+) -> None:
+    """One sweep, if this master wins the lock."""
+    lock = await asyncio.to_thread(locks.acquire, LOCK_KEY, interval_s * 2)
+    if lock is None:
+        return
+    try:
+        jobs = await asyncio.to_thread(queue.reap_expired)
+        rows = await asyncio.to_thread(sends.reap_expired)
+    finally:
+        await asyncio.to_thread(locks.release, lock)
+    if jobs.total or rows.total:
+        metrics.reaped.inc(jobs.total)
+        log.info(
+            "reaped expired leases",
+            extra={
+                "action": "reap.done",
+                "requeued": jobs.requeued,
+                "failed": jobs.failed,
+                "rows_requeued": rows.requeued,
+                "rows_failed": rows.failed,
+            },
+        )

@@ -1,0 +1,5 @@
+"""`python -m stillhouse` is the `stillhouse` command."""
+
+from stillhouse.cli import main
+
+main()

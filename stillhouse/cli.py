@@ -1,0 +1,102 @@
+"""`stillhouse` command line: one entry point for every process and tool."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, NoReturn
+
+import click
+
+from stillhouse.commands.config import config
+from stillhouse.commands.db import db
+from stillhouse.commands.workflows import workflows
+from stillhouse.errors import SettingsError, StillhouseError
+
+EXIT_BAD_SETTINGS = 2
+EXIT_NOT_BUILT = 3
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """stillhouse: /serve on Discord -> ComfyUI on serverless GPUs, through MySQL queues."""
+
+
+cli.add_command(db)
+cli.add_command(config)
+cli.add_command(workflows)
+
+# -- processes that later work fills in -------------------------------------------------
+
+_PASSTHROUGH: dict[str, Any] = {"ignore_unknown_options": True, "allow_extra_args": True}
+
+
+def _not_built(what: str) -> NoReturn:
+    click.echo(
+        f"stillhouse {what}: not built yet. What works today: `stillhouse db upgrade|current`, "
+        "`stillhouse config show|table`, `stillhouse workflows list|check|render|snapshot`, "
+        "`stillhouse worker`, `stillhouse master` "
+        "(see README.md).",
+        err=True,
+    )
+    sys.exit(EXIT_NOT_BUILT)
+
+
+@cli.command(context_settings=_PASSTHROUGH)
+def bot() -> None:
+    """Discord bot shards (`--shard-ids 0,1 --shard-count 4`)."""
+    _not_built("bot")
+
+
+@cli.command()
+@click.option("--until-idle", is_flag=True, help="exit once the queue is empty (batch runs)")
+def master(until_idle: bool) -> None:
+    """Dispatcher: claims jobs, drives the GPU backend, writes outcomes."""
+    from master.main import main as run_master
+    from stillhouse.commands.common import load_settings
+
+    sys.exit(run_master(load_settings(), until_idle=until_idle))
+
+
+@cli.command(context_settings=_PASSTHROUGH)
+@click.pass_context
+def worker(ctx: click.Context) -> None:
+    """The GPU worker (RunPod handler); runpod flags such as --rp_serve_api pass through."""
+    from stillhouse.commands.common import load_settings
+    from worker.main import main as run_worker
+
+    settings = load_settings()
+    sys.argv = [sys.argv[0], *ctx.args]
+    run_worker(settings)
+
+
+@cli.command(context_settings=_PASSTHROUGH)
+def api() -> None:
+    """HTTP API and playground."""
+    _not_built("api")
+
+
+@cli.command(context_settings=_PASSTHROUGH)
+def up() -> None:
+    """Everything in one process on embedded defaults."""
+    _not_built("up")
+
+
+def main() -> None:
+    """Entry point: turn configuration and database errors into one clear line each."""
+    try:
+        cli(standalone_mode=False)
+    except SettingsError as exc:
+        for problem in exc.problems:
+            click.echo(f"stillhouse: bad setting: {problem}", err=True)
+        sys.exit(EXIT_BAD_SETTINGS)
+    except StillhouseError as exc:
+        click.echo(f"stillhouse: {exc}", err=True)
+        sys.exit(1)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(1)

@@ -1,0 +1,1 @@
+"""Command groups of the `stillhouse` CLI, one module per concern."""

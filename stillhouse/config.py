@@ -1,0 +1,408 @@
+"""One settings object, read from the environment (and an optional .env) at start.
+
+Every variable is `STILLHOUSE_<GROUP>__<FIELD>`; `make_settings()` turns pydantic's
+validation errors into one line per variable so a bad deployment fails loudly at start.
+Nothing here reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from stillhouse.errors import SettingsError
+
+ENV_PREFIX = "STILLHOUSE_"
+NESTED_DELIMITER = "__"
+
+_DB_SCHEMES = ("mysql+pymysql", "sqlite")
+_HOST_PORT = re.compile(r"^[A-Za-z0-9.\-]+:\d{1,5}$")
+
+
+class FieldProblem(ValueError):
+    """A cross-field check that blames one named field of its group."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class DatabaseSettings(BaseModel):
+    """Where the two queues live."""
+
+    url: SecretStr | None = Field(
+        default=None,
+        description="`mysql+pymysql://user:pass@host:3306/db` or `sqlite:///path`; "
+        "default: SQLite in the data dir",
+    )
+    pool_size: int = Field(default=5, ge=1, le=200, description="connections kept per process")
+    connect_timeout_s: float = Field(default=10.0, gt=0, description="connect timeout (MySQL)")
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        scheme = value.get_secret_value().split("://", 1)[0]
+        if "://" not in value.get_secret_value() or scheme not in _DB_SCHEMES:
+            raise ValueError(
+                f"must start with one of {', '.join(s + '://' for s in _DB_SCHEMES)} "
+                f"(got {scheme!r})"
+            )
+        return value
+
+
+class MemcachedSettings(BaseModel):
+    """Locks, dedupe and rate-limit counters. Empty = in-process (one process only)."""
+
+    servers: str = Field(
+        default="", description="comma-separated `host:port` list; empty = in-process locks"
+    )
+    key_prefix: str = Field(default="stillhouse:", max_length=64, description="key namespace")
+    connect_timeout_s: float = Field(default=0.25, gt=0, description="connect timeout")
+    timeout_s: float = Field(default=0.5, gt=0, description="per-operation timeout")
+
+    @field_validator("servers")
+    @classmethod
+    def _host_ports(cls, value: str) -> str:
+        for item in _split_csv(value):
+            if not _HOST_PORT.match(item):
+                raise ValueError(f"expected host:port, got {item!r}")
+        return value
+
+    def server_list(self) -> list[tuple[str, int]]:
+        """The servers as (host, port) pairs."""
+        pairs = []
+        for item in _split_csv(self.servers):
+            host, port = item.rsplit(":", 1)
+            pairs.append((host, int(port)))
+        return pairs
+
+
+class StorageSettings(BaseModel):
+    """Where images go: an S3-compatible bucket or a local folder."""
+
+    backend: Literal["local", "s3"] = Field(default="local", description="`local` or `s3`")
+    local_dir: Path | None = Field(default=None, description="default: `images/` in the data dir")
+    public_base_url: str = Field(
+        default="http://127.0.0.1:8080/files",
+        description="base of signed URLs for the local backend (served by the API)",
+    )
+    signing_key: SecretStr | None = Field(
+        default=None,
+        description="HMAC key for local signed URLs; default: a random key kept in the folder",
+    )
+    url_expiry_s: int = Field(default=3600, ge=60, le=7 * 24 * 3600, description="URL lifetime")
+    s3_bucket: str | None = Field(default=None, description="bucket (required for `s3`)")
+    s3_prefix: str = Field(default="stillhouse/", description="key prefix inside the bucket")
+    s3_endpoint_url: str | None = Field(
+        default=None, description="any S3-compatible endpoint (MinIO, R2, moto); empty = AWS"
+    )
+    s3_region: str = Field(default="us-east-1", description="bucket region")
+    s3_access_key_id: SecretStr | None = Field(
+        default=None, description="empty = boto3's default credential chain"
+    )
+    s3_secret_access_key: SecretStr | None = Field(default=None, description="secret key")
+
+    @field_validator("s3_prefix")
+    @classmethod
+    def _prefix_is_a_folder(cls, value: str) -> str:
+        if value.startswith("/") or ".." in value.split("/"):
+            raise ValueError("must be a relative key prefix without '..'")
+        return value if not value or value.endswith("/") else value + "/"
+
+    @model_validator(mode="after")
+    def _s3_needs_bucket(self) -> StorageSettings:
+        if self.backend == "s3" and not self.s3_bucket:
+            raise FieldProblem("s3_bucket", "required when STILLHOUSE_STORAGE__BACKEND=s3")
+        if (self.s3_access_key_id is None) != (self.s3_secret_access_key is None):
+            raise FieldProblem("s3_secret_access_key", "set both S3 keys or neither")
+        return self
+
+
+class QueueSettings(BaseModel):
+    """Attempts, leases and backoff for both queues."""
+
+    max_attempts: int = Field(default=3, ge=1, le=50, description="tries per generation job")
+    lease_s: float = Field(default=60.0, gt=0, description="generation lease before reclaim")
+    backoff_base_s: float = Field(
+        default=5.0, ge=0, description="retry delay after the first failure (jitter: 50-100% of it)"
+    )
+    backoff_max_s: float = Field(default=300.0, ge=0, description="cap on the doubling retry delay")
+    partitions: int = Field(default=1, ge=1, le=1024, description="partition count P")
+    delivery_max_attempts: int = Field(default=6, ge=1, le=50, description="tries per send row")
+    delivery_lease_s: float = Field(default=30.0, gt=0, description="send-row lease")
+    estimate_window_s: int = Field(
+        default=600, ge=10, description="history used for wait estimates"
+    )
+
+    @model_validator(mode="after")
+    def _backoff_ordered(self) -> QueueSettings:
+        if self.backoff_max_s < self.backoff_base_s:
+            raise FieldProblem("backoff_max_s", "must be at least STILLHOUSE_QUEUE__BACKOFF_BASE_S")
+        return self
+
+
+class WorkflowSettings(BaseModel):
+    """Where workflows and the node schemas they are checked against come from."""
+
+    dir: Path = Field(default=Path("workflows"), description="folder of graphs + manifests")
+    node_schemas: Path | None = Field(
+        default=None,
+        description="node schema snapshot (ours or a raw /object_info); empty = the shipped one",
+    )
+
+
+class WorkerSettings(BaseModel):
+    """The GPU worker: how it reaches (or starts) ComfyUI and what it lets in."""
+
+    comfy_url: str = Field(
+        default="http://127.0.0.1:8188", description="where ComfyUI listens (or will listen)"
+    )
+    comfy_command: str = Field(
+        default="", description="command line that starts ComfyUI; empty = see DIR/WORKSPACE"
+    )
+    comfy_dir: Path | None = Field(
+        default=None, description="a ComfyUI folder: runs `python main.py` there"
+    )
+    comfy_workspace: Path | None = Field(
+        default=None, description="a comfy-cli workspace: runs `comfy launch`; none = attach"
+    )
+    comfy_args: str = Field(
+        default="--disable-metadata", description="extra ComfyUI arguments when started from a dir"
+    )
+    startup_timeout_s: float = Field(
+        default=900.0, gt=0, description="wait this long for ComfyUI while its process lives"
+    )
+    ws_inactivity_s: float = Field(
+        default=30.0, gt=0, description="websocket silence before polling /history instead"
+    )
+    poll_interval_s: float = Field(default=0.5, gt=0, description="/history polling interval")
+    allowed_input_hosts: str = Field(
+        default="cdn.discordapp.com,media.discordapp.net",
+        description="hosts input images may come from (plus the storage endpoint)",
+    )
+    max_input_bytes: int = Field(default=20 * 2**20, ge=1024, description="largest input image")
+    max_input_pixels: int = Field(
+        default=4096 * 4096, ge=64 * 64, description="largest input image in pixels"
+    )
+    allowed_nodes: str = Field(
+        default="", description="comma-separated node types allowed; empty = the built-in list"
+    )
+    progress_interval_s: float = Field(default=1.0, ge=0, description="progress report interval")
+
+
+class MasterSettings(BaseModel):
+    """The dispatcher: how many jobs it holds, how often it looks, which backend."""
+
+    backend: Literal["local", "runpod"] = Field(
+        default="local", description="`runpod` (serverless endpoint) or `local` worker processes"
+    )
+    max_in_flight: int = Field(default=64, ge=1, le=10_000, description="jobs one master holds")
+    backend_max_in_flight: int = Field(
+        default=0, ge=0, description="jobs all masters together send to the backend; 0 = no cap"
+    )
+    claim_batch: int = Field(default=16, ge=1, le=500, description="jobs claimed per statement")
+    claim_interval_s: float = Field(default=0.5, gt=0, description="idle wait between claims")
+    poll_interval_s: float = Field(default=1.0, gt=0, description="backend status polling")
+    progress_interval_s: float = Field(default=2.0, ge=0, description="job progress writes")
+    job_timeout_s: float = Field(default=600.0, gt=0, description="time limit sent to workers")
+    drain_grace_s: float = Field(
+        default=30.0, ge=0, description="on SIGTERM, wait this long before handing jobs back"
+    )
+    reap_interval_s: float = Field(default=5.0, gt=0, description="expired-lease sweeps")
+    http_host: str = Field(default="0.0.0.0", description="/metrics and webhook listener")  # noqa: S104
+    http_port: int = Field(default=9464, ge=0, le=65535, description="0 = no HTTP listener")
+    partitions: str = Field(default="", description="comma-separated partitions; empty = all")
+    local_workers: int = Field(default=1, ge=1, le=64, description="local backend processes")
+    local_worker_port: int = Field(
+        default=8300, ge=1024, le=65000, description="first port of local worker processes"
+    )
+
+    @field_validator("partitions")
+    @classmethod
+    def _numbers(cls, value: str) -> str:
+        for item in _split_csv(value):
+            if not item.isdigit():
+                raise ValueError(f"expected comma-separated partition numbers, got {item!r}")
+        return value
+
+    def partition_list(self) -> list[int] | None:
+        """The partitions to claim from, or None for all."""
+        items = [int(i) for i in _split_csv(self.partitions)]
+        return items or None
+
+
+class RunPodSettings(BaseModel):
+    """The RunPod serverless endpoint the `runpod` backend drives."""
+
+    endpoint_id: str = Field(default="", description="endpoint id (required for `runpod`)")
+    api_key: SecretStr | None = Field(default=None, description="RunPod API key")
+    base_url: str = Field(
+        default="https://api.runpod.ai/v2", description="API base (a test double in tests)"
+    )
+    webhook_url: str = Field(
+        default="", description="public URL of this master's /webhooks/runpod; empty = poll"
+    )
+    webhook_token: SecretStr | None = Field(
+        default=None, description="shared secret RunPod's webhook calls must carry"
+    )
+    lost_after_polls: int = Field(
+        default=3, ge=1, description="`not found` answers in a row before a job counts lost"
+    )
+
+
+class LogSettings(BaseModel):
+    """Structured logs on stderr."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="log level"
+    )
+    format: Literal["json", "text"] = Field(default="json", description="`json` lines or `text`")
+
+
+class Settings(BaseSettings):
+    """Everything a stillhouse process can be told."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=NESTED_DELIMITER,
+        env_file=".env",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    data_dir: Path = Field(
+        default=Path(".stillhouse"), description="embedded defaults live here (SQLite, images)"
+    )
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    memcached: MemcachedSettings = Field(default_factory=MemcachedSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    queue: QueueSettings = Field(default_factory=QueueSettings)
+    workflows: WorkflowSettings = Field(default_factory=WorkflowSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    master: MasterSettings = Field(default_factory=MasterSettings)
+    runpod: RunPodSettings = Field(default_factory=RunPodSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+
+    @model_validator(mode="after")
+    def _backend_configured(self) -> Settings:
+        if self.master.backend == "runpod" and not self.runpod.endpoint_id:
+            raise FieldProblem(
+                "runpod.endpoint_id", "required when STILLHOUSE_MASTER__BACKEND=runpod"
+            )
+        if self.master.backend == "runpod" and self.runpod.api_key is None:
+            raise FieldProblem("runpod.api_key", "required when STILLHOUSE_MASTER__BACKEND=runpod")
+        return self
+
+    def database_url(self) -> str:
+        """The database URL, with the embedded SQLite default filled in."""
+        if self.database.url is not None:
+            return self.database.url.get_secret_value()
+        return f"sqlite:///{self.data_dir / 'queue.sqlite3'}"
+
+    def images_dir(self) -> Path:
+        """The local storage folder, with its default filled in."""
+        return self.storage.local_dir or self.data_dir / "images"
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret, for log redaction."""
+        secrets = [_password_of(self.database_url())]
+        for group in (self.storage, self.runpod):
+            for value in group.__dict__.values():
+                if isinstance(value, SecretStr):
+                    secrets.append(value.get_secret_value())
+        return [s for s in secrets if s]
+
+
+def make_settings(**overrides: Any) -> Settings:
+    """Build the settings or raise SettingsError with one line per bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(list(_describe(exc))) from None
+
+
+def safe_database_url(url: str) -> str:
+    """The URL with its password replaced, for logs and `db current`."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def env_name(*path: str) -> str:
+    """The environment variable for a settings path, e.g. ('queue', 'lease_s')."""
+    return ENV_PREFIX + NESTED_DELIMITER.join(p.upper() for p in path)
+
+
+def settings_table() -> list[tuple[str, str, str]]:
+    """(variable, default, description) for every setting, in declaration order."""
+    rows: list[tuple[str, str, str]] = []
+    for name, field in Settings.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            for sub_name, sub_field in annotation.model_fields.items():
+                rows.append(
+                    (env_name(name, sub_name), _show_default(sub_field.default), _doc(sub_field))
+                )
+        else:
+            rows.append((env_name(name), _show_default(field.default), _doc(field)))
+    return rows
+
+
+def _is_secret(loc: list[str]) -> bool:
+    model: type[BaseModel] = Settings
+    for part in loc:
+        field = model.model_fields.get(part)
+        if field is None:
+            return False
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+            continue
+        return "SecretStr" in str(annotation)
+    return False
+
+
+def _doc(field: Any) -> str:
+    return str(field.description or "")
+
+
+def _show_default(value: Any) -> str:
+    if value is None or value == "":
+        return "(empty)"
+    return str(value)
+
+
+def _password_of(url: str) -> str:
+    try:
+        return urlsplit(url).password or ""
+    except ValueError:
+        return ""
+
+
+def _split_csv(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _describe(exc: ValidationError) -> Iterator[str]:
+    for error in exc.errors(include_url=False):
+        loc = [str(part) for part in error["loc"]]
+        cause = (error.get("ctx") or {}).get("error")
+        if isinstance(cause, FieldProblem):
+            loc.extend(cause.field.split("."))
+            message = str(cause)
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+        shown = error.get("input")
+        hidden = _is_secret(loc) or isinstance(shown, dict)
+        detail = "" if hidden else f" (got {shown!r})"
+        yield f"{env_name(*loc)}: {message}{detail}"

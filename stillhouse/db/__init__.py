@@ -1,0 +1,1 @@
+"""SQLAlchemy models, engine factory and migrations (needs the `db` extra)."""

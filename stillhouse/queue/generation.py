@@ -1,0 +1,410 @@
+"""generation_queue: enqueue, claim, lease, progress, complete, fail, cancel, reap."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.elements import ColumnElement
+
+from stillhouse.errors import JobNotFound, LeaseLost
+from stillhouse.ids import new_public_id, partition_of
+from stillhouse.queue import outcomes
+from stillhouse.queue.base import QueueTable
+from stillhouse.queue.records import (
+    CancelOutcome,
+    Enqueued,
+    FailOutcome,
+    JobRecord,
+    LeaseStatus,
+    QueuePosition,
+    ReapReport,
+)
+from stillhouse.queue.statements import (
+    HELD,
+    INSERT_JOB,
+    JOBS,
+    SUCCEED_HELD,
+    held_params,
+    lease_jobs,
+    runnable_jobs,
+)
+from stillhouse.schemas.jobs import JobResult, NewJob
+from stillhouse.schemas.states import ACTIVE_JOB_STATES, TERMINAL_JOB_STATES, JobStatus
+from stillhouse.schemas.worker_io import ErrorInfo
+
+_C = JOBS.c
+
+
+class GenerationQueue(QueueTable):
+    """Named operations on generation_queue; each is one transaction."""
+
+    # -- fronts ---------------------------------------------------------------------------
+
+    def enqueue(self, job: NewJob) -> Enqueued:
+        """Queue a request; the same interaction id twice yields the first job."""
+        now = self._clock()
+        public_id = new_public_id()
+        routing = job.routing
+        token = routing.interaction_token
+        values: dict[str, Any] = {
+            "public_id": public_id,
+            "partition_id": partition_of(public_id, self._settings.partitions),
+            "status": JobStatus.QUEUED,
+            "priority": job.priority,
+            **routing.model_dump(exclude={"interaction_token"}),
+            "interaction_token": token.get_secret_value() if token else None,
+            "interaction_id": job.interaction_id,
+            "workflow_name": job.workflow_name,
+            "workflow_version": job.workflow_version,
+            "params": job.params,
+            "graph": job.graph,
+            "inputs": job.inputs,
+            "attempts": 0,
+            "max_attempts": job.max_attempts or self._settings.max_attempts,
+            "run_after": now,
+            "cancel_requested": False,
+            "created_at": now,
+            "updated_at": now,
+        }
+        try:
+            with self._engine.begin() as conn:
+                inserted = conn.execute(INSERT_JOB, values).inserted_primary_key
+                assert inserted is not None, "an INSERT always reports its key"
+                new_id = inserted[0]
+        except IntegrityError as exc:
+            if job.interaction_id is None or "interaction_id" not in str(exc.orig):
+                raise
+            existing = self._one(_C.interaction_id == job.interaction_id)
+            if existing is None:  # pragma: no cover - the winner's row cannot vanish
+                raise
+            return Enqueued(job=existing, created=False)
+        return Enqueued(
+            job=JobRecord.from_row(_blank_row() | values | {"id": new_id}), created=True
+        )
+
+    def get(self, public_id: str) -> JobRecord | None:
+        """The job with this public id, or None."""
+        return self._one(_C.public_id == public_id)
+
+    def counts(self) -> dict[JobStatus, int]:
+        """Jobs per status (queue depth, in flight, outcomes)."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(_C.status, func.count()).group_by(_C.status)).all()
+        return {JobStatus(status): n for status, n in rows}
+
+    def position(self, public_id: str) -> QueuePosition:
+        """How many jobs are ahead of this one and a wait estimate from recent throughput."""
+        job = self.get(public_id)
+        if job is None:
+            raise JobNotFound(public_id)
+        if job.status is not JobStatus.QUEUED:
+            return QueuePosition(status=job.status, ahead=None, estimated_wait_s=None)
+        with self._engine.connect() as conn:
+            rate = self._finish_rate(conn)
+            ahead = conn.execute(
+                select(func.count())
+                .select_from(JOBS)
+                .where(_C.status == JobStatus.QUEUED, _ahead_of(job))
+            ).scalar_one()
+        wait = (ahead + 1) / rate if rate > 0 else None
+        return QueuePosition(status=job.status, ahead=ahead, estimated_wait_s=wait)
+
+    def cancel(self, public_id: str) -> CancelOutcome:
+        """Cancel a queued job now; ask the holder of a running one to cancel it."""
+        now = self._clock()
+        with self._engine.begin() as conn:
+            row = (
+                conn.execute(select(JOBS).where(_C.public_id == public_id).with_for_update())
+                .mappings()
+                .first()
+            )
+            if row is None:
+                return CancelOutcome.NOT_FOUND
+            job = JobRecord.from_row(row)
+            if job.status in TERMINAL_JOB_STATES:
+                return CancelOutcome.ALREADY_FINISHED
+            if job.status in ACTIVE_JOB_STATES:
+                conn.execute(
+                    update(JOBS)
+                    .where(_C.id == job.id)
+                    .values(cancel_requested=True, updated_at=now)
+                )
+                return CancelOutcome.REQUESTED
+            self._finish(conn, job, JobStatus.CANCELLED, now)
+            outcomes.cancelled(conn, job, now, self._settings)
+            return CancelOutcome.CANCELLED
+
+    # -- masters --------------------------------------------------------------------------
+
+    def claim(
+        self, owner: str, limit: int = 1, partitions: Sequence[int] | None = None
+    ) -> list[JobRecord]:
+        """Lease up to `limit` runnable jobs to `owner` (FOR UPDATE SKIP LOCKED)."""
+        if limit < 1:
+            raise ValueError(f"claim limit must be at least 1, got {limit}")
+        now = self._clock()
+        rows: list[dict[str, Any]] = []
+        with self._engine.begin() as conn:
+            for partition in self._partitions(partitions):
+                wanted = {"partition": partition, "now": now}
+                found = conn.execute(runnable_jobs(limit - len(rows)), wanted).mappings()
+                rows.extend(dict(r) for r in found)
+                if len(rows) >= limit:
+                    break
+            if not rows:
+                return []
+            expires = now + self._lease()
+            lease = {"owner": owner, "expires": expires, "now": now}
+            lease.update({f"id_{n}": row["id"] for n, row in enumerate(rows)})
+            conn.execute(lease_jobs(len(rows)), lease)
+        leased = {
+            "status": JobStatus.DISPATCHED,
+            "lease_owner": owner,
+            "lease_expires_at": expires,
+            "dispatched_at": now,
+            "updated_at": now,
+        }
+        return [JobRecord.from_row(r | leased | {"attempts": r["attempts"] + 1}) for r in rows]
+
+    def renew(self, owner: str, job_ids: Iterable[int]) -> LeaseStatus:
+        """Extend the leases `owner` still holds; report which it lost or must cancel."""
+        ids = list(job_ids)
+        if not ids:
+            return LeaseStatus(held=frozenset(), cancel_requested=frozenset())
+        now = self._clock()
+        mine = and_(_C.id.in_(ids), _C.lease_owner == owner, _C.status.in_(ACTIVE_JOB_STATES))
+        with self._engine.begin() as conn:
+            conn.execute(
+                update(JOBS)
+                .where(mine)
+                .values(lease_expires_at=now + self._lease(), updated_at=now)
+            )
+            held = conn.execute(select(_C.id, _C.cancel_requested).where(mine)).all()
+        return LeaseStatus(
+            held=frozenset(r.id for r in held),
+            cancel_requested=frozenset(r.id for r in held if r.cancel_requested),
+        )
+
+    def mark_running(self, job: JobRecord, backend_job_id: str | None = None) -> None:
+        """The backend accepted the job."""
+        now = self._clock()
+        self._update_held(
+            job,
+            status=JobStatus.RUNNING,
+            started_at=func.coalesce(_C.started_at, now),
+            backend_job_id=backend_job_id,
+            updated_at=now,
+        )
+
+    def set_progress(self, job: JobRecord, value: float, note: str | None = None) -> None:
+        """Record how far the job is (0..1); callers throttle."""
+        self._update_held(
+            job, progress=min(1.0, max(0.0, value)), progress_note=note, updated_at=self._clock()
+        )
+
+    def complete(self, job: JobRecord, result: JobResult) -> None:
+        """Succeed the job and queue its result row, in one transaction."""
+        now = self._clock()
+        with self._engine.begin() as conn:
+            if (
+                conn.execute(
+                    SUCCEED_HELD, {**held_params(job), "done": result, "now": now}
+                ).rowcount
+                != 1
+            ):
+                raise LeaseLost(f"job {job.public_id} is no longer held by {job.lease_owner}")
+            outcomes.result(conn, job, result, now, self._settings)
+
+    def fail(self, job: JobRecord, error: ErrorInfo) -> FailOutcome:
+        """Retry with backoff if the error allows and attempts remain; else fail for good."""
+        now = self._clock()
+        with self._engine.begin() as conn:
+            current = self._lock_held(conn, job)
+            return self._settle(conn, current, error, now)
+
+    def hand_back(self, job: JobRecord) -> None:
+        """Return a held job to the queue now, not counting the attempt (a draining
+        master); its backend job id stays so the next holder can adopt the running job."""
+        now = self._clock()
+        self._update_held(
+            job,
+            status=JobStatus.QUEUED,
+            run_after=now,
+            attempts=_C.attempts - 1,
+            lease_owner=None,
+            lease_expires_at=None,
+            updated_at=now,
+        )
+
+    def active_count(self) -> int:
+        """Jobs dispatched or running, across every master (for backend limits)."""
+        with self._engine.connect() as conn:
+            return int(
+                conn.execute(
+                    select(func.count()).select_from(JOBS).where(_C.status.in_(ACTIVE_JOB_STATES))
+                ).scalar_one()
+            )
+
+    def finish_cancelled(self, job: JobRecord) -> None:
+        """The holder stopped a job the user cancelled."""
+        now = self._clock()
+        with self._engine.begin() as conn:
+            self._finish(conn, job, JobStatus.CANCELLED, now, held=True)
+            outcomes.cancelled(conn, job, now, self._settings)
+
+    def reap_expired(self, limit: int = 500) -> ReapReport:
+        """Return jobs whose holder vanished to the queue, or fail them when spent."""
+        now = self._clock()
+        lost = ErrorInfo(
+            type="lease_expired",
+            message="the worker handling this request stopped responding",
+            retryable=True,
+        )
+        with self._engine.begin() as conn:
+            rows = (
+                conn.execute(
+                    select(JOBS)
+                    .where(_C.status.in_(ACTIVE_JOB_STATES), _C.lease_expires_at < now)
+                    .order_by(_C.lease_expires_at)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+                .mappings()
+                .all()
+            )
+            settled = Counter(
+                self._settle(conn, JobRecord.from_row(r), lost, now, keep_backend_job=True)
+                for r in rows
+            )
+        return ReapReport(
+            requeued=settled[FailOutcome.RETRYING],
+            failed=settled[FailOutcome.FAILED],
+            cancelled=settled[FailOutcome.CANCELLED],
+        )
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _settle(
+        self,
+        conn: Connection,
+        job: JobRecord,
+        error: ErrorInfo,
+        now: datetime,
+        *,
+        keep_backend_job: bool = False,
+    ) -> FailOutcome:
+        if job.cancel_requested:
+            self._finish(conn, job, JobStatus.CANCELLED, now, error=error)
+            outcomes.cancelled(conn, job, now, self._settings)
+            return FailOutcome.CANCELLED
+        if error.retryable and job.attempts < job.max_attempts:
+            delay = self._backoff(job.attempts)
+            conn.execute(
+                update(JOBS)
+                .where(_C.id == job.id)
+                .values(
+                    status=JobStatus.QUEUED,
+                    run_after=now + delay,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    # A vanished holder's backend job may still run or have finished:
+                    # the next holder adopts it instead of paying for the GPU twice.
+                    backend_job_id=job.backend_job_id if keep_backend_job else None,
+                    progress=None,
+                    progress_note=None,
+                    error=error,
+                    updated_at=now,
+                )
+            )
+            return FailOutcome.RETRYING
+        self._finish(conn, job, JobStatus.FAILED, now, error=error)
+        outcomes.failure(conn, job, error, now, self._settings)
+        return FailOutcome.FAILED
+
+    def _finish(
+        self,
+        conn: Connection,
+        job: JobRecord,
+        status: JobStatus,
+        now: datetime,
+        *,
+        held: bool = False,
+        **values: Any,
+    ) -> None:
+        where = HELD if held else _C.id == job.id
+        changed = conn.execute(
+            update(JOBS)
+            .where(where)
+            .values(
+                status=status,
+                lease_owner=None,
+                lease_expires_at=None,
+                finished_at=now,
+                updated_at=now,
+                **values,
+            ),
+            held_params(job) if held else {},
+        ).rowcount
+        if changed != 1:
+            raise LeaseLost(f"job {job.public_id} is no longer held by {job.lease_owner}")
+
+    def _update_held(self, job: JobRecord, **values: Any) -> None:
+        with self._engine.begin() as conn:
+            changed = conn.execute(update(JOBS).where(HELD).values(**values), held_params(job))
+            if changed.rowcount != 1:
+                raise LeaseLost(f"job {job.public_id} is no longer held by {job.lease_owner}")
+
+    def _lock_held(self, conn: Connection, job: JobRecord) -> JobRecord:
+        row = (
+            conn.execute(select(JOBS).where(HELD).with_for_update(), held_params(job))
+            .mappings()
+            .first()
+        )
+        if row is None:
+            raise LeaseLost(f"job {job.public_id} is no longer held by {job.lease_owner}")
+        return JobRecord.from_row(row)
+
+    def _one(self, where: ColumnElement[bool]) -> JobRecord | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(JOBS).where(where)).mappings().first()
+        return None if row is None else JobRecord.from_row(row)
+
+    def _finish_rate(self, conn: Connection) -> float:
+        window = self._settings.estimate_window_s
+        since = self._clock() - timedelta(seconds=window)
+        finished = conn.execute(
+            select(func.count()).select_from(JOBS).where(_C.finished_at >= since)
+        ).scalar_one()
+        return float(finished) / window
+
+    def _lease(self) -> timedelta:
+        return timedelta(seconds=self._settings.lease_s)
+
+
+def _ahead_of(job: JobRecord) -> ColumnElement[bool]:
+    """Queued jobs a claimer takes before this one (same order as claim())."""
+    return or_(
+        _C.priority < job.priority,
+        and_(_C.priority == job.priority, _C.run_after < job.run_after),
+        and_(_C.priority == job.priority, _C.run_after == job.run_after, _C.id < job.id),
+    )
+
+
+def _blank_row() -> dict[str, Any]:
+    return {
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "backend_job_id": None,
+        "progress": None,
+        "progress_note": None,
+        "result": None,
+        "error": None,
+        "dispatched_at": None,
+        "started_at": None,
+        "finished_at": None,
+    }

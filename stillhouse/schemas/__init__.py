@@ -1,0 +1,1 @@
+"""Pydantic contracts at every boundary: queue payloads, worker input/output."""

@@ -1,0 +1,1 @@
+"""Workflows: ComfyUI graphs + manifests -> typed binding and offline validation."""

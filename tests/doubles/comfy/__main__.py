@@ -1,0 +1,5 @@
+"""`python -m tests.doubles.comfy --port P [switches]`."""
+
+from tests.doubles.comfy.server import main
+
+main()

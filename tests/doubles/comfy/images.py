@@ -1,0 +1,53 @@
+"""The images the double "renders": real PNGs of the size and count the graph asks for,
+with the graph in a `prompt` text chunk, as ComfyUI writes them by default."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from typing import Any
+
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+Graph = dict[str, dict[str, Any]]
+LATENTS = ("EmptyLatentImage", "EmptySD3LatentImage")
+
+
+def plan(graph: Graph, uploads: dict[str, bytes]) -> tuple[int, int, int]:
+    """(width, height, count) of what the output nodes will save."""
+    width, height, count = 512, 512, 1
+    for node in graph.values():
+        inputs = node.get("inputs", {})
+        if node.get("class_type") in LATENTS:
+            width, height = int(inputs.get("width", 512)), int(inputs.get("height", 512))
+            count = int(inputs.get("batch_size", 1))
+        elif node.get("class_type") == "LoadImage" and inputs.get("image") in uploads:
+            with Image.open(io.BytesIO(uploads[inputs["image"]])) as image:
+                width, height = image.size
+    scale = 1.0
+    for node in graph.values():
+        kind, inputs = node.get("class_type"), node.get("inputs", {})
+        if kind == "RepeatLatentBatch":
+            count *= int(inputs.get("amount", 1))
+        elif kind == "ImageUpscaleWithModel":
+            scale *= 2.0
+        elif kind == "ImageScaleBy":
+            scale *= float(inputs.get("scale_by", 1.0))
+        elif kind == "ImageScaleToTotalPixels":
+            factor = (float(inputs.get("megapixels", 1.0)) * 1e6 / (width * height)) ** 0.5
+            width, height = max(8, int(width * factor)), max(8, int(height * factor))
+    return max(1, int(width * scale)), max(1, int(height * scale)), count
+
+
+def render_png(graph: Graph, width: int, height: int, index: int, embed: bool) -> bytes:
+    """A solid-colour PNG whose colour follows the graph (so retries differ by seed)."""
+    digest = hashlib.sha256(json.dumps(graph, sort_keys=True).encode() + bytes([index])).digest()
+    image = Image.new("RGB", (width, height), tuple(digest[:3]))
+    info = PngInfo()
+    if embed:
+        info.add_text("prompt", json.dumps(graph))
+    out = io.BytesIO()
+    image.save(out, format="PNG", pnginfo=info, compress_level=1)
+    return out.getvalue()

@@ -1,0 +1,1 @@
+"""Talking to ComfyUI: keeping its process up, its HTTP API, following a prompt."""

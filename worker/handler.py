@@ -1,0 +1,199 @@
+"""The RunPod handler, top to bottom: validate, make sure ComfyUI runs, stage the inputs,
+queue the graph and follow it, collect every output image, upload, return.
+
+Every failure becomes `{"error": ErrorInfo as JSON text}` (RunPod carries errors as
+strings): never an unhandled exception, never an empty result. Cancellation (RunPod
+cancels the task) interrupts ComfyUI on the way out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from pydantic import ValidationError
+
+from stillhouse.config import Settings
+from stillhouse.errors import InvalidKey, StorageError
+from stillhouse.logs import log_context
+from stillhouse.schemas.worker_io import (
+    ComfyInfo,
+    ErrorInfo,
+    ImageRef,
+    Timings,
+    WorkerInput,
+    WorkerOutput,
+)
+from stillhouse.storage import Storage
+from worker import policy
+from worker.comfy.client import ComfyClient
+from worker.comfy.follow import Execution, Limits, Progress, execute
+from worker.comfy.supervisor import Supervisor
+from worker.errors import JobFailure, invalid_input
+from worker.inputs import stage_inputs
+from worker.uploads import upload
+
+log = logging.getLogger(__name__)
+ProgressReport = Callable[[dict[str, Any], dict[str, Any]], None]
+
+
+@dataclass
+class WorkerContext:
+    """What outlives a job: settings, the ComfyUI supervisor, storage, progress sink."""
+
+    settings: Settings
+    supervisor: Supervisor
+    storage: Storage
+    report_progress: ProgressReport
+    allowed_nodes: frozenset[str]
+
+
+async def handle(job: dict[str, Any], ctx: WorkerContext) -> dict[str, Any]:
+    """One RunPod job -> WorkerOutput or WorkerError, as a plain dict."""
+    job_input = job.get("input") or {}
+    with log_context(public_id=str(job_input.get("job_id", "")), runpod_id=job.get("id")):
+        try:
+            output = await run(job, ctx)
+        except JobFailure as failure:
+            log.warning(
+                "job failed: %s",
+                failure.info.message,
+                extra={"action": "worker.failed", "error_type": failure.info.type},
+            )
+            return {"error": failure.info.model_dump_json()}
+        except asyncio.CancelledError:
+            log.info("job cancelled", extra={"action": "worker.cancelled"})
+            raise
+        except Exception:
+            log.exception("unexpected worker error", extra={"action": "worker.crashed"})
+            error = ErrorInfo(
+                type="internal", message="the worker hit an unexpected error", retryable=True
+            )
+            return {"error": error.model_dump_json()}
+        log.info("job done", extra={"action": "worker.done", "images": len(output.images)})
+        return output.model_dump()
+
+
+async def run(job: dict[str, Any], ctx: WorkerContext) -> WorkerOutput:
+    """The steps; each raises JobFailure with what went wrong."""
+    request = validate(job.get("input"), ctx)
+    graph = policy.enforce(request.workflow, ctx.allowed_nodes, request.job_id)
+    deadline = time.monotonic() + request.timeout_s
+    progress = _Throttled(job, ctx)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        progress.stage("starting ComfyUI")
+        comfy_start_s = await ctx.supervisor.ensure_ready(session)
+        client = ComfyClient(session, ctx.supervisor.url)
+        await stage_inputs(client, request.inputs, ctx.settings)
+        progress.stage("queued")
+        limits = Limits(
+            deadline=deadline,
+            inactivity_s=ctx.settings.worker.ws_inactivity_s,
+            poll_interval_s=ctx.settings.worker.poll_interval_s,
+        )
+        try:
+            execution = await execute(
+                client, graph, limits, progress.comfy, ctx.supervisor.is_alive
+            )
+        except (JobFailure, asyncio.CancelledError) as stop:
+            if not isinstance(stop, JobFailure) or stop.info.type == "timeout":
+                await _interrupt(client)
+            raise
+        progress.stage("uploading")
+        upload_began = time.monotonic()
+        images = await collect_and_upload(client, execution, request, ctx.storage)
+        upload_s = time.monotonic() - upload_began
+    return WorkerOutput(
+        images=images,
+        timings=Timings(
+            comfy_start_ms=comfy_start_s * 1000,
+            queue_ms=execution.queued_s * 1000,
+            execute_ms=execution.execute_ms,
+            upload_ms=upload_s * 1000,
+        ),
+        comfy=ComfyInfo(prompt_id=execution.prompt_id, version=ctx.supervisor.version),
+    )
+
+
+def validate(raw: object, ctx: WorkerContext) -> WorkerInput:
+    """The job input as the contract, and a bucket this worker may write to."""
+    try:
+        request = WorkerInput.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"]) or "input"
+        raise invalid_input(f"bad job input at {where}: {first['msg']}") from None
+    if request.output.bucket != ctx.storage.bucket:
+        raise invalid_input(f"this worker does not write to bucket {request.output.bucket!r}")
+    return request
+
+
+async def collect_and_upload(
+    client: ComfyClient, execution: Execution, request: WorkerInput, storage: Storage
+) -> list[ImageRef]:
+    """Every image of type `output`, fetched from ComfyUI and stored."""
+    wanted = [(node, image) for node, image in execution.images if image.type == "output"]
+    if not wanted:
+        raise JobFailure(
+            "no_output", "the workflow finished without saving an image", retryable=False
+        )
+    prefix = request.output.prefix
+    prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
+    refs = []
+    for node_id, image in wanted:
+        data = await client.view(image)
+        try:
+            refs.append(await upload(storage, prefix, request.job_id, node_id, data))
+        except InvalidKey as exc:
+            raise invalid_input(str(exc)) from None
+        except ValueError as exc:
+            raise JobFailure(
+                "bad_output", f"ComfyUI wrote an unreadable image: {exc}", retryable=True
+            ) from None
+        except (StorageError, OSError) as exc:
+            raise JobFailure(
+                "upload_failed", f"could not store the image: {exc}", retryable=True
+            ) from None
+    return refs
+
+
+async def _interrupt(client: ComfyClient) -> None:
+    # ComfyUI may already be gone; then there is nothing left to stop.
+    with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError, asyncio.CancelledError):
+        await asyncio.shield(client.interrupt())
+
+
+class _Throttled:
+    """Progress to RunPod, at most once per interval (stage changes always go out)."""
+
+    def __init__(self, job: dict[str, Any], ctx: WorkerContext) -> None:
+        self.job = job
+        self.report = ctx.report_progress
+        self.interval = ctx.settings.worker.progress_interval_s
+        self.last = 0.0
+
+    def stage(self, name: str) -> None:
+        self._send({"stage": name}, force=True)
+
+    def comfy(self, event: Progress) -> None:
+        update: dict[str, Any] = {"stage": "running", "node": event.node}
+        if event.value is not None and event.max:
+            update.update(step=event.value, steps=event.max, fraction=event.value / event.max)
+        self._send(update, force=False)
+
+    def _send(self, update: dict[str, Any], *, force: bool) -> None:
+        now = time.monotonic()
+        if not force and now - self.last < self.interval:
+            return
+        self.last = now
+        try:
+            self.report(self.job, update)
+        except Exception:  # progress is advisory; never fail a job over it
+            log.debug("progress update failed", exc_info=True)
