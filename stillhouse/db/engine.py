@@ -39,6 +39,8 @@ def make_engine(settings: Settings, *, pool: bool = True) -> Engine:
         # READ COMMITTED: SKIP LOCKED claims take no gap locks and release the rows the
         # WHERE clause rejects, so claimers and enqueuers do not block one another.
         isolation_level="READ COMMITTED",
+        # Bound values include interaction tokens: errors must not print them.
+        hide_parameters=True,
         connect_args={
             "connect_timeout": max(1, int(settings.database.connect_timeout_s)),
             "charset": "utf8mb4",
@@ -71,7 +73,9 @@ def _ping_when_idle(engine: Engine) -> None:
 def _sqlite_engine(database: str | None) -> Engine:
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(f"sqlite:///{database or ''}", connect_args={"timeout": 30})
+    engine = create_engine(
+        f"sqlite:///{database or ''}", connect_args={"timeout": 30}, hide_parameters=True
+    )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

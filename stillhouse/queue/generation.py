@@ -51,7 +51,7 @@ class GenerationQueue(QueueTable):
         public_id = new_public_id()
         routing = job.routing
         token = routing.interaction_token
-        values: dict[str, Any] = {
+        values: dict[str, Any] = _blank_row() | {
             "public_id": public_id,
             "partition_id": partition_of(public_id, self._settings.partitions),
             "status": JobStatus.QUEUED,
@@ -73,9 +73,7 @@ class GenerationQueue(QueueTable):
         }
         try:
             with self._engine.begin() as conn:
-                inserted = conn.execute(INSERT_JOB, values).inserted_primary_key
-                assert inserted is not None, "an INSERT always reports its key"
-                new_id = inserted[0]
+                new_id = INSERT_JOB.execute(conn, values).lastrowid
         except IntegrityError as exc:
             if job.interaction_id is None or "interaction_id" not in str(exc.orig):
                 raise
@@ -83,9 +81,7 @@ class GenerationQueue(QueueTable):
             if existing is None:  # pragma: no cover - the winner's row cannot vanish
                 raise
             return Enqueued(job=existing, created=False)
-        return Enqueued(
-            job=JobRecord.from_row(_blank_row() | values | {"id": new_id}), created=True
-        )
+        return Enqueued(job=JobRecord.from_row(values | {"id": new_id}), created=True)
 
     def get(self, public_id: str) -> JobRecord | None:
         """The job with this public id, or None."""
@@ -152,8 +148,7 @@ class GenerationQueue(QueueTable):
         with self._engine.begin() as conn:
             for partition in self._partitions(partitions):
                 wanted = {"partition": partition, "now": now}
-                found = conn.execute(runnable_jobs(limit - len(rows)), wanted).mappings()
-                rows.extend(dict(r) for r in found)
+                rows.extend(runnable_jobs(limit - len(rows)).mappings(conn, wanted))
                 if len(rows) >= limit:
                     break
             if not rows:
@@ -161,7 +156,7 @@ class GenerationQueue(QueueTable):
             expires = now + self._lease()
             lease = {"owner": owner, "expires": expires, "now": now}
             lease.update({f"id_{n}": row["id"] for n, row in enumerate(rows)})
-            conn.execute(lease_jobs(len(rows)), lease)
+            lease_jobs(len(rows)).execute(conn, lease)
         leased = {
             "status": JobStatus.DISPATCHED,
             "lease_owner": owner,
@@ -211,12 +206,8 @@ class GenerationQueue(QueueTable):
         """Succeed the job and queue its result row, in one transaction."""
         now = self._clock()
         with self._engine.begin() as conn:
-            if (
-                conn.execute(
-                    SUCCEED_HELD, {**held_params(job), "done": result, "now": now}
-                ).rowcount
-                != 1
-            ):
+            succeeded = SUCCEED_HELD.execute(conn, {**held_params(job), "done": result, "now": now})
+            if succeeded.rowcount != 1:
                 raise LeaseLost(f"job {job.public_id} is no longer held by {job.lease_owner}")
             outcomes.result(conn, job, result, now, self._settings)
 

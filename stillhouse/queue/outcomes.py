@@ -18,7 +18,7 @@ from stillhouse.schemas.jobs import (
     NoticePayload,
     ResultPayload,
 )
-from stillhouse.schemas.states import DeliveryKind, DeliveryStatus
+from stillhouse.schemas.states import DeliveryKind
 from stillhouse.schemas.worker_io import ErrorInfo
 
 CANCELLED_TEXT = "Your request was cancelled."
@@ -60,15 +60,14 @@ def _insert(
 ) -> None:
     routing = job.routing
     token = routing.interaction_token
-    conn.execute(
-        INSERT_SEND,
+    INSERT_SEND.execute(
+        conn,
         {
             "job_id": job.id,
             "job_public_id": job.public_id,
             "partition_id": job.partition_id,
             "kind": kind,
             "dedupe_key": outcome_key(job.id),
-            "status": DeliveryStatus.PENDING,
             "source": routing.source,
             "user_id": routing.user_id,
             "guild_id": routing.guild_id,
@@ -76,7 +75,6 @@ def _insert(
             "interaction_token": token.get_secret_value() if token else None,
             "interaction_expires_at": routing.interaction_expires_at,
             "payload": payload,
-            "attempts": 0,
             "max_attempts": settings.delivery_max_attempts,
             "run_after": now,
             "created_at": now,

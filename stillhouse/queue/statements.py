@@ -1,7 +1,8 @@
 """The queues' prebuilt statements.
 
-The hot path's statements are built once; each call only binds values, which keeps
-SQLAlchemy's per-call cost to parameter processing (see bench/queue_throughput.py).
+The statements every job passes through are built once; the writes among them are
+`Prepared`, compiled once per dialect (see stillhouse/queue/prepared.py and
+bench/queue_throughput.py).
 """
 
 from __future__ import annotations
@@ -9,26 +10,49 @@ from __future__ import annotations
 import functools
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, Update, and_, bindparam, insert, select, update
+from sqlalchemy import Table, and_, bindparam, insert, or_, select, update
 
 from stillhouse.db.models import Delivery, GenerationJob
+from stillhouse.queue.prepared import Prepared
 from stillhouse.queue.records import JobRecord
-from stillhouse.schemas.states import ACTIVE_JOB_STATES, JobStatus
+from stillhouse.schemas.states import ACTIVE_JOB_STATES, DeliveryStatus, JobStatus
 
 JOBS = cast(Table, GenerationJob.__table__)
 SENDS = cast(Table, Delivery.__table__)
 _C = JOBS.c
 
-INSERT_JOB = insert(JOBS)
-INSERT_SEND = insert(SENDS)
+# A new row's constant columns are part of the statement; every other column but the
+# key is bound, so one compiled form serves every row.
+_NEW_JOB: dict[str, Any] = {
+    "status": JobStatus.QUEUED,
+    "attempts": 0,
+    "cancel_requested": False,
+    **dict.fromkeys(
+        ("lease_owner", "lease_expires_at", "backend_job_id", "progress", "progress_note"),
+    ),
+    **dict.fromkeys(("result", "error", "dispatched_at", "started_at", "finished_at")),
+}
+_NEW_SEND: dict[str, Any] = {
+    "status": DeliveryStatus.PENDING,
+    "attempts": 0,
+    **dict.fromkeys(
+        ("lease_owner", "lease_expires_at", "discord_message_id", "last_error", "sent_at")
+    ),
+}
+INSERT_JOB = Prepared(
+    insert(JOBS).values(_NEW_JOB), [c.key for c in JOBS.c if c.key not in {"id", *_NEW_JOB}]
+)
+INSERT_SEND = Prepared(
+    insert(SENDS).values(_NEW_SEND), [c.key for c in SENDS.c if c.key not in {"id", *_NEW_SEND}]
+)
 
 
 # Claims come in a few sizes; one statement per size, with the LIMIT and the id list
 # written in, spares SQLAlchemy's per-call expansion of LIMIT and IN parameters.
 @functools.lru_cache(maxsize=64)
-def runnable_jobs(limit: int) -> Select[Any]:
+def runnable_jobs(limit: int) -> Prepared:
     """The next `limit` runnable jobs of a partition, locked, skipping locked ones."""
-    return (
+    return Prepared(
         select(JOBS)
         .where(
             _C.status == JobStatus.QUEUED,
@@ -42,9 +66,9 @@ def runnable_jobs(limit: int) -> Select[Any]:
 
 
 @functools.lru_cache(maxsize=64)
-def lease_jobs(count: int) -> Update:
+def lease_jobs(count: int) -> Prepared:
     """Lease `count` jobs, bound as id_0 … id_{count-1}."""
-    return (
+    return Prepared(
         update(JOBS)
         .where(_C.id.in_([bindparam(f"id_{n}") for n in range(count)]))
         .values(
@@ -63,9 +87,10 @@ HELD = and_(
     _C.id == bindparam("held_id"),
     _C.lease_owner == bindparam("held_owner"),
     _C.attempts == bindparam("held_attempts"),
-    _C.status.in_(ACTIVE_JOB_STATES),
+    # OR of equalities, not IN: an IN list is re-rendered into the SQL on every call.
+    or_(*(_C.status == state for state in ACTIVE_JOB_STATES)),
 )
-SUCCEED_HELD = (
+SUCCEED_HELD = Prepared(
     update(JOBS)
     .where(HELD)
     .values(
