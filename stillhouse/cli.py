@@ -34,17 +34,26 @@ def _not_built(what: str) -> NoReturn:
     click.echo(
         f"stillhouse {what}: not built yet. What works today: `stillhouse db upgrade|current`, "
         "`stillhouse config show|table`, `stillhouse workflows list|check|render|snapshot`, "
-        "`stillhouse worker`, `stillhouse master` "
+        "`stillhouse worker`, `stillhouse master`, `stillhouse bot` "
         "(see README.md).",
         err=True,
     )
     sys.exit(EXIT_NOT_BUILT)
 
 
-@cli.command(context_settings=_PASSTHROUGH)
-def bot() -> None:
+@cli.command()
+@click.option("--shard-ids", default="", help="comma-separated shards to run (default: all)")
+@click.option("--shard-count", type=click.IntRange(min=1), default=None, help="total shards")
+def bot(shard_ids: str, shard_count: int | None) -> None:
     """Discord bot shards (`--shard-ids 0,1 --shard-count 4`)."""
-    _not_built("bot")
+    from bot.main import main as run_bot
+    from stillhouse.commands.common import load_settings
+
+    try:
+        ids = [int(i) for i in shard_ids.split(",") if i.strip()] or None
+    except ValueError:
+        raise click.BadParameter(f"expected numbers like 0,1 (got {shard_ids!r})") from None
+    sys.exit(run_bot(load_settings(), ids, shard_count))
 
 
 @cli.command()

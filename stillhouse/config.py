@@ -258,6 +258,69 @@ class RunPodSettings(BaseModel):
     )
 
 
+class BotSettings(BaseModel):
+    """The Discord front: token, commands, intake limits, delivery."""
+
+    token: SecretStr | None = Field(default=None, description="Discord bot token")
+    sync_guild_ids: str = Field(
+        default="", description="comma-separated guilds to sync commands to; empty = global"
+    )
+    admin_ids: str = Field(
+        default="", description="comma-separated user ids with /admin everywhere"
+    )
+    default_workflow: str = Field(default="sd15-txt2img", description="/serve without workflow")
+    upscale_workflow: str = Field(default="upscale-2x", description="the Upscale button's")
+    variations_workflow: str = Field(
+        default="sd15-variations", description="the Variations button's"
+    )
+    serve_per_minute: int = Field(default=6, ge=1, le=1000, description="/serve per user a minute")
+    max_active_jobs: int = Field(default=3, ge=1, le=100, description="queued+running per user")
+    daily_quota: int = Field(
+        default=0, ge=0, description="jobs per user per 24 h; 0 = none (per-user via /admin)"
+    )
+    filter_words: str = Field(default="", description="comma-separated words /serve refuses")
+    filter_file: Path | None = Field(
+        default=None, description="TOML with words, patterns and per-guild overrides"
+    )
+    max_attachment_bytes: int = Field(
+        default=10 * 2**20, ge=1024, description="largest image a user may attach"
+    )
+    delivery_batch: int = Field(default=10, ge=1, le=100, description="send rows claimed at once")
+    delivery_interval_s: float = Field(default=0.5, gt=0, description="idle wait between claims")
+    progress_interval_s: float = Field(
+        default=3.0, gt=0, description="how often a running job's message is edited"
+    )
+    global_rate_per_s: int = Field(
+        default=45, ge=1, le=50, description="bot-token requests a second, all processes together"
+    )
+    token_lifetime_s: float = Field(
+        default=14 * 60.0,
+        gt=0,
+        le=15 * 60,
+        description="use an interaction's token this long, then post in the channel",
+    )
+
+    @field_validator("sync_guild_ids", "admin_ids")
+    @classmethod
+    def _ids(cls, value: str) -> str:
+        for item in _split_csv(value):
+            if not item.isdigit():
+                raise ValueError(f"expected comma-separated Discord ids, got {item!r}")
+        return value
+
+    def guild_list(self) -> list[int]:
+        """Guilds to sync commands to (empty: sync globally)."""
+        return [int(i) for i in _split_csv(self.sync_guild_ids)]
+
+    def admin_list(self) -> set[int]:
+        """Users who may use /admin in every guild."""
+        return {int(i) for i in _split_csv(self.admin_ids)}
+
+    def word_list(self) -> list[str]:
+        """Words /serve refuses (besides the filter file's)."""
+        return _split_csv(self.filter_words)
+
+
 class LogSettings(BaseModel):
     """Structured logs on stderr."""
 
@@ -289,6 +352,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     master: MasterSettings = Field(default_factory=MasterSettings)
     runpod: RunPodSettings = Field(default_factory=RunPodSettings)
+    bot: BotSettings = Field(default_factory=BotSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     @model_validator(mode="after")
@@ -314,7 +378,7 @@ class Settings(BaseSettings):
     def secret_values(self) -> list[str]:
         """Every configured secret, for log redaction."""
         secrets = [_password_of(self.database_url())]
-        for group in (self.storage, self.runpod):
+        for group in (self.storage, self.runpod, self.bot):
             for value in group.__dict__.values():
                 if isinstance(value, SecretStr):
                     secrets.append(value.get_secret_value())

@@ -54,7 +54,7 @@ class LockService(Protocol):
     def extend(self, lock: Lock, ttl_s: float) -> bool:
         """Push the expiry out if the lock is still ours."""
 
-    def hit(self, key: str, limit: int, window_s: int) -> RateLimit:
+    def hit(self, key: str, limit: int, window_s: float) -> RateLimit:
         """Count one event in a fixed window and say if it is within `limit`."""
 
     def close(self) -> None:
@@ -72,7 +72,7 @@ def held(locks: LockService, key: str, ttl_s: float) -> Iterator[Lock | None]:
             locks.release(lock)
 
 
-def _window(window_s: int, now: float) -> tuple[int, float]:
+def _window(window_s: float, now: float) -> tuple[int, float]:
     index = int(now // window_s)
     return index, (index + 1) * window_s - now
 
@@ -110,7 +110,7 @@ class InProcessLocks:
                 return True
             return False
 
-    def hit(self, key: str, limit: int, window_s: int) -> RateLimit:
+    def hit(self, key: str, limit: int, window_s: float) -> RateLimit:
         index, reset = _window(window_s, time.time())
         with self._mutex:
             self._counters = {k: v for k, v in self._counters.items() if k[1] >= index}
@@ -159,12 +159,12 @@ class MemcachedLocks:
     def extend(self, lock: Lock, ttl_s: float) -> bool:
         return self._swap_if_mine(lock, expire=_ttl(ttl_s))
 
-    def hit(self, key: str, limit: int, window_s: int) -> RateLimit:
+    def hit(self, key: str, limit: int, window_s: float) -> RateLimit:
         index, reset = _window(window_s, time.time())
         counter = self._key(f"rate:{key}:{index}")
         count = self._call(self._client.incr, counter, 1)
         if count is None:
-            added = self._call(self._client.add, counter, "1", expire=window_s + 1)
+            added = self._call(self._client.add, counter, "1", expire=math.ceil(window_s) + 1)
             count = 1 if added is True else self._call(self._client.incr, counter, 1)
         if count is _DOWN or count is None:
             return RateLimit(True, 0, 0.0)

@@ -105,6 +105,7 @@ class GenerationJob(Base):
         Index("ix_generation_queue_lease", "status", "lease_expires_at"),
         Index("ix_generation_queue_finished", "finished_at"),
         Index("ix_generation_queue_user", "user_id", "status"),
+        Index("ix_generation_queue_user_created", "user_id", "created_at"),
     )
 
 
@@ -147,3 +148,36 @@ class Delivery(Base):
         Index("ix_send_queue_lease", "status", "lease_expires_at"),
         Index("ix_send_queue_job", "job_id"),
     )
+
+
+class BannedUser(Base):
+    """A user the fronts refuse."""
+
+    __tablename__ = "banned_users"
+
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    reason: Mapped[str] = mapped_column(String(255))
+    banned_by: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class UserQuota(Base):
+    """A user's own daily job limit, overriding the default."""
+
+    __tablename__ = "user_quotas"
+
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    daily_jobs: Mapped[int] = mapped_column(Integer)
+    set_by: Mapped[int | None] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Switch(Base):
+    """A named on/off setting operators flip at run time (e.g. `intake_paused`)."""
+
+    __tablename__ = "switches"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    note: Mapped[str | None] = mapped_column(String(255))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -69,11 +69,31 @@ def test_unreachable_database_is_one_clear_line_without_the_password(tmp_path: P
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("command", ["bot", "api", "up"])
+@pytest.mark.parametrize("command", ["api", "up"])
 def test_commands_not_built_yet_say_so_and_fail(tmp_path: Path, command: str) -> None:
-    result = run(command, "--shard-ids", "0", cwd=tmp_path)
+    result = run(command, cwd=tmp_path)
     assert result.returncode == 3
     assert f"stillhouse {command}: not built yet" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "says"),
+    [
+        ((), {}, "STILLHOUSE_BOT__TOKEN: required to run the bot"),
+        (("--shard-ids", "0"), {"STILLHOUSE_BOT__TOKEN": "t"}, "--shard-ids needs --shard-count"),
+        (
+            ("--shard-ids", "0,4", "--shard-count", "4"),
+            {"STILLHOUSE_BOT__TOKEN": "t"},
+            "must all be below --shard-count",
+        ),
+    ],
+)
+def test_the_bot_refuses_to_start_without_what_it_needs(
+    tmp_path: Path, args: tuple[str, ...], env: dict[str, str], says: str
+) -> None:
+    result = run("bot", *args, cwd=tmp_path, **env)
+    assert result.returncode == 2
+    assert says in result.stderr and "Traceback" not in result.stderr
 
 
 def test_config_show_masks_secrets(tmp_path: Path) -> None:

@@ -1,0 +1,105 @@
+"""The bot: a sharded discord.py client with the app commands, the persistent buttons,
+and the two background loops (delivery, progress)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import discord
+from discord import app_commands
+
+from bot.buttons import Buttons
+from bot.commands import all_commands
+from bot.context import BotContext
+from bot.delivery import DeliveryLoop
+from bot.intake import Intake
+from bot.limiter import GlobalLimiter
+from bot.progress import ProgressTracker
+from bot.replies import explain
+from bot.services import Services
+from bot.views import JobButton
+from stillhouse.ids import new_owner
+
+log = logging.getLogger(__name__)
+
+
+class StillhouseBot(discord.AutoShardedClient):
+    """One bot process: some or all shards of the bot token."""
+
+    def __init__(
+        self,
+        services: Services,
+        *,
+        shard_ids: list[int] | None = None,
+        shard_count: int | None = None,
+        sync_commands: bool = True,
+        **options: Any,
+    ) -> None:
+        # Guild events only: the bot needs its guilds and channels, never message text.
+        intents = discord.Intents.none()
+        intents.guilds = True
+        super().__init__(
+            intents=intents,
+            shard_ids=shard_ids,  # type: ignore[arg-type]  # None: every shard
+            shard_count=shard_count,
+            **options,
+        )
+        self.services = services
+        self.owner = new_owner("bot")
+        self.tree = app_commands.CommandTree(self)
+        self.tracker = ProgressTracker(services)
+        self.intake = Intake(services)
+        self.buttons = Buttons(services, self.intake, self.tracker)
+        limiter = GlobalLimiter(services.locks, services.settings.bot.global_rate_per_s)
+        self.delivery = DeliveryLoop(self, services, limiter, self.owner)
+        for command in all_commands(BotContext(services, self.intake, self.tracker)):
+            self.tree.add_command(command)
+        self.tree.on_error = self._on_command_error  # type: ignore[method-assign]
+        self._sync_commands = sync_commands
+        self._stopping = asyncio.Event()
+        self._loops: list[asyncio.Task[None]] = []
+
+    async def setup_hook(self) -> None:
+        """Register the buttons, sync commands (shard 0's process), start the loops."""
+        self.add_dynamic_items(JobButton)
+        if self._sync_commands and (self.shard_ids is None or 0 in self.shard_ids):
+            await self._sync()
+        self._loops = [
+            asyncio.create_task(self.delivery.run(self._stopping), name="delivery"),
+            asyncio.create_task(self.tracker.run(self._stopping), name="progress"),
+        ]
+
+    async def close(self) -> None:
+        """Stop the loops (a send in progress finishes), then disconnect."""
+        self._stopping.set()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        await super().close()
+
+    async def on_ready(self) -> None:
+        """Logged once per connection."""
+        log.info(
+            "bot connected",
+            extra={"action": "bot.ready", "shards": self.shard_ids, "guilds": len(self.guilds)},
+        )
+
+    async def _sync(self) -> None:
+        guilds = self.services.settings.bot.guild_list()
+        if not guilds:
+            synced = await self.tree.sync()
+            log.info("commands synced", extra={"action": "bot.sync", "commands": len(synced)})
+            return
+        for guild_id in guilds:
+            guild = discord.Object(guild_id)
+            self.tree.copy_global_to(guild=guild)
+            synced = await self.tree.sync(guild=guild)
+            log.info(
+                "commands synced",
+                extra={"action": "bot.sync", "guild": guild_id, "commands": len(synced)},
+            )
+
+    async def _on_command_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        await explain(interaction, error)

@@ -1,0 +1,104 @@
+"""/serve: a prompt and options in, a queued job and its position out, within 3 s."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import discord
+from discord import app_commands
+
+from bot import messages
+from bot.buttons import requester_of
+from bot.choices import workflow_choices
+from bot.context import BotContext
+from bot.intake import Accepted, Attachment, GenerationRequest
+from bot.replies import claim_interaction, explain, reply, within_ack_budget
+from bot.views import queued_view
+from stillhouse.schemas.manifest import SEED_MAX, ParamValue
+
+ASPECTS = [
+    app_commands.Choice(name=n.capitalize(), value=n) for n in ("square", "portrait", "landscape")
+]
+MODES = [app_commands.Choice(name=n.capitalize(), value=n) for n in ("fast", "quality")]
+
+
+def serve_command(ctx: BotContext) -> app_commands.Command[Any, ..., None]:
+    """The /serve command bound to this process's services."""
+
+    @app_commands.command(name="serve", description="Make images from a prompt")
+    @app_commands.describe(
+        prompt="What to draw",
+        negative_prompt="What to keep out of the image",
+        workflow="Which workflow (see /workflows)",
+        aspect="Shape of the image",
+        count="How many images (1-4)",
+        seed="Same seed and settings, same image",
+        mode="Fast or quality",
+        image="A picture to start from (image workflows)",
+    )
+    @app_commands.choices(aspect=ASPECTS, mode=MODES)
+    async def serve(
+        interaction: discord.Interaction,
+        prompt: app_commands.Range[str, 1, 6000],
+        negative_prompt: app_commands.Range[str, 0, 6000] | None = None,
+        workflow: str | None = None,
+        aspect: app_commands.Choice[str] | None = None,
+        count: app_commands.Range[int, 1, 4] | None = None,
+        seed: app_commands.Range[int, 0, SEED_MAX] | None = None,
+        mode: app_commands.Choice[str] | None = None,
+        image: discord.Attachment | None = None,
+    ) -> None:
+        services = ctx.services
+        if not claim_interaction(services.locks, interaction):
+            return  # a replica of this shard answers it
+        given: dict[str, ParamValue | None] = {
+            "prompt": prompt,
+            "negative_prompt": negative_prompt,
+            "count": count,
+            "seed": seed,
+        }
+        request = GenerationRequest(
+            workflow=workflow or services.settings.bot.default_workflow,
+            values={k: v for k, v in given.items() if v is not None},
+            preset=mode.value if mode else None,
+            aspect=aspect.value if aspect else None,
+            image=_attachment(image) if image else None,
+        )
+        try:
+            bound = ctx.intake.prepare(request, interaction.guild_id)
+            requester = requester_of(interaction)
+
+            def admit_and_enqueue() -> Accepted:
+                ctx.intake.admit(requester.user_id)
+                return ctx.intake.enqueue(bound, requester)
+
+            accepted = await within_ack_budget(interaction, admit_and_enqueue)
+        except Exception as exc:  # every refusal and failure becomes a sentence
+            await explain(interaction, exc)
+            return
+        job = accepted.enqueued.job
+        text = messages.queued(
+            job.public_id, accepted.position, again=not accepted.enqueued.created
+        )
+        await reply(interaction, text, ephemeral=False, view=queued_view(job.public_id))
+        if accepted.enqueued.created:
+            ctx.tracker.track(job.public_id, interaction)
+
+    @serve.autocomplete("workflow")
+    async def _workflows(
+        interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        return workflow_choices(ctx.services.catalog, current)
+
+    return serve
+
+
+def _attachment(image: discord.Attachment) -> Attachment:
+    return Attachment(
+        filename=image.filename,
+        url=image.url,
+        size=image.size,
+        content_type=(image.content_type or "").split(";")[0].strip() or None,
+        width=image.width,
+        height=image.height,
+    )

@@ -1,0 +1,107 @@
+"""What the bot says, in one place: queued, progress, results, failures, stats."""
+
+from __future__ import annotations
+
+from stillhouse.queue.insights import QueueStats
+from stillhouse.queue.records import QueuePosition
+from stillhouse.schemas.jobs import FailurePayload, JobParams
+from stillhouse.schemas.states import JobStatus
+
+BAR_CELLS = 12
+PROMPT_SHOWN = 180
+
+# What an error type means for the person who asked (the worker's own text follows).
+_FAILURE_REASONS = {
+    "invalid_graph": "the workflow was refused by ComfyUI",
+    "invalid_input": "the request could not be used",
+    "node_error": "a step of the workflow failed",
+    "no_output": "the workflow produced no image",
+    "timeout": "it took longer than allowed",
+    "interrupted": "it was interrupted",
+    "lease_expired": "the GPU worker stopped responding",
+    "worker_died": "the GPU worker stopped responding",
+    "lost": "the GPU service lost it",
+    "comfy_unavailable": "the image service was not available",
+    "input_unavailable": "the input image could not be fetched",
+    "upload_failed": "the images could not be stored",
+}
+
+
+def queued(public_id: str, position: QueuePosition, *, again: bool = False) -> str:
+    """The answer to an accepted /serve (or a button that queued a job)."""
+    verb = "Already queued" if again else "Queued"
+    where = ""
+    if position.ahead is not None:
+        where = " - next up" if position.ahead == 0 else f" - {position.ahead} ahead of you"
+    if position.estimated_wait_s is not None:
+        where += f", about {duration(position.estimated_wait_s)}"
+    return f"{verb} `{public_id}`{where}. You will get your images here."
+
+
+def progress(public_id: str, status: JobStatus, value: float | None, note: str | None) -> str:
+    """The queued message, edited while the job runs and when it ends."""
+    if status is JobStatus.QUEUED:
+        return f"Queued `{public_id}` - waiting for a GPU."
+    if status is JobStatus.SUCCEEDED:
+        return f"Done `{public_id}` - your images are below."
+    if status is JobStatus.FAILED:
+        return f"`{public_id}` could not be made - the reason is below."
+    if status is JobStatus.CANCELLED:
+        return f"`{public_id}` was cancelled."
+    fraction = min(1.0, max(0.0, value or 0.0))
+    filled = round(fraction * BAR_CELLS)
+    bar = "#" * filled + "-" * (BAR_CELLS - filled)
+    detail = f" {note}" if note else ""
+    return f"Making `{public_id}` [{bar}] {fraction:.0%}{detail}"
+
+
+def result(public_id: str, title: str, params: JobParams, links: list[str]) -> str:
+    """The text above a result's images."""
+    values = params.root
+    prompt = str(values.get("prompt") or "").strip()
+    shown = prompt if len(prompt) <= PROMPT_SHOWN else prompt[: PROMPT_SHOWN - 1] + "..."
+    facts = [title]
+    if "seed" in values:
+        facts.append(f"seed {values['seed']}")
+    lines = [f"**{shown}**" if shown else f"**{title}**", " - ".join(facts) + f" - `{public_id}`"]
+    if links:
+        lines.append("Too large to attach, download here: " + " ".join(f"<{u}>" for u in links))
+    return "\n".join(lines)
+
+
+def failure(public_id: str, payload: FailurePayload) -> str:
+    """A job that ended without images."""
+    error = payload.error
+    reason = _FAILURE_REASONS.get(error.type, "something went wrong")
+    tries = f" after {payload.attempts} tries" if payload.attempts > 1 else ""
+    detail = f": {error.message}" if error.message and not error.retryable else ""
+    return f"Sorry, `{public_id}` could not be made{tries} - {reason}{detail}."
+
+
+def with_mention(user_id: int | None, text: str) -> str:
+    """Text for the channel, where the requester must be pinged."""
+    return text if user_id is None else f"<@{user_id}> {text}"
+
+
+def stats(figures: QueueStats, paused: bool) -> str:
+    """/admin stats."""
+    rate = figures.success_rate
+    wait = figures.median_wait_s
+    lines = [
+        f"Intake: {'paused' if paused else 'open'}",
+        f"Queued: {figures.queued} - in flight: {figures.in_flight}",
+        f"Last {duration(figures.window_s)}: {figures.succeeded} succeeded, {figures.failed} "
+        f"failed, {figures.cancelled} cancelled",
+        f"Success rate: {'n/a' if rate is None else f'{rate:.1%}'}"
+        f" - median wait: {'n/a' if wait is None else duration(wait)}",
+    ]
+    return "\n".join(lines)
+
+
+def duration(seconds: float) -> str:
+    """A short human duration: 45 s, 3 min, 2 h."""
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 90 * 60:
+        return f"{round(seconds / 60)} min"
+    return f"{round(seconds / 3600)} h"

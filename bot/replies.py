@@ -1,0 +1,102 @@
+"""Answering interactions: one way to reply whether or not we already acknowledged, the
+replica handshake, and every error turned into a friendly sentence in one place."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import discord
+from discord import app_commands
+from sqlalchemy.exc import DBAPIError
+
+from bot.intake import Refusal
+from stillhouse.errors import StillhouseError
+from stillhouse.locks import LockService
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+ALREADY_ACKNOWLEDGED = 40060
+UNKNOWN_INTERACTION = 10062
+ACK_BUDGET_S = 2.0  # Discord allows 3 s; past this we defer and finish afterwards
+CLAIM_TTL_S = 15 * 60.0
+OUR_FAULT = "Something went wrong on our side. Please try again in a moment."
+
+
+def claim_interaction(locks: LockService, interaction: discord.Interaction) -> bool:
+    """True for the one process that should answer this interaction. Redundant replicas
+    of a shard all receive it; memcached picks one. Without memcached every replica
+    answers and Discord refuses all but the first (see `reply`)."""
+    return locks.acquire(f"interaction:{interaction.id}", CLAIM_TTL_S) is not None
+
+
+async def reply(
+    interaction: discord.Interaction,
+    content: str,
+    *,
+    ephemeral: bool = True,
+    view: discord.ui.View | None = None,
+) -> None:
+    """Answer, or follow up if the interaction is already acknowledged (deferred)."""
+    shown = discord.utils.MISSING if view is None else view
+    try:
+        if interaction.response.is_done():
+            await interaction.followup.send(content, ephemeral=ephemeral, view=shown)
+        else:
+            await interaction.response.send_message(content, ephemeral=ephemeral, view=shown)
+    except discord.HTTPException as exc:
+        if exc.code in (ALREADY_ACKNOWLEDGED, UNKNOWN_INTERACTION):
+            # Another replica answered first, or we were too late: nothing to add.
+            log.info("interaction answered elsewhere", extra={"action": "bot.reply.skip"})
+            return
+        raise
+
+
+async def within_ack_budget(
+    interaction: discord.Interaction, work: Callable[[], T], *, ephemeral: bool = False
+) -> T:
+    """Run blocking `work` (database, memcached) in a thread; if it takes longer than
+    the acknowledgement budget, defer first so the interaction does not expire."""
+    task: asyncio.Future[T] = asyncio.ensure_future(asyncio.to_thread(work))
+    done, _ = await asyncio.wait({task}, timeout=ACK_BUDGET_S)
+    if not done and not interaction.response.is_done():
+        await interaction.response.defer(ephemeral=ephemeral, thinking=True)
+    return await task
+
+
+async def guarded(interaction: discord.Interaction, handler: Callable[[], Awaitable[None]]) -> None:
+    """Run a component handler; any failure becomes a reply instead of a stack trace."""
+    try:
+        await handler()
+    except Exception as exc:  # every failure must reach the user as a sentence
+        await explain(interaction, exc)
+
+
+async def explain(interaction: discord.Interaction, error: BaseException) -> None:
+    """The friendly reply for an error from a command or a button."""
+    original = getattr(error, "original", None) or error
+    if isinstance(original, Refusal):
+        text = str(original)
+    elif isinstance(original, app_commands.TransformerError | app_commands.CheckFailure):
+        text = _describe_bad_option(original)
+    elif isinstance(original, DBAPIError | StillhouseError | discord.HTTPException):
+        log.warning("request failed: %r", original, extra={"action": "bot.error"})
+        text = OUR_FAULT
+    else:
+        log.error("unexpected error", exc_info=original, extra={"action": "bot.error"})
+        text = OUR_FAULT
+    try:
+        await reply(interaction, text, ephemeral=True)
+    except discord.HTTPException as exc:
+        log.warning("could not explain an error: %r", exc, extra={"action": "bot.error"})
+
+
+def _describe_bad_option(error: app_commands.AppCommandError) -> str:
+    if isinstance(error, app_commands.TransformerError):
+        value = str(error.value)
+        shown = value if len(value) <= 40 else value[:39] + "..."
+        return f"That value is not allowed here: {shown!r}. Check the option's limits."
+    return str(error) or "You cannot use this here."

@@ -1,0 +1,140 @@
+"""Read-only questions the fronts ask of the generation queue: a user's jobs and counts,
+jobs whose progress a bot shows, and the numbers behind /admin stats."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel
+from sqlalchemy import Engine, func, or_, select
+
+from stillhouse.queue.records import JobRecord
+from stillhouse.queue.statements import JOBS
+from stillhouse.queue.timing import Clock, utcnow
+from stillhouse.schemas.states import ACTIVE_JOB_STATES, JobStatus
+
+_C = JOBS.c
+_UNFINISHED = (JobStatus.QUEUED, *ACTIVE_JOB_STATES)
+_WAIT_SAMPLE = 2000
+
+
+class QueueStats(BaseModel):
+    """The queue right now, and how the last window went."""
+
+    queued: int
+    in_flight: int
+    finished: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    window_s: int
+    median_wait_s: float | None
+
+    @property
+    def success_rate(self) -> float | None:
+        """Succeeded among jobs that succeeded or failed in the window."""
+        decided = self.succeeded + self.failed
+        return None if decided == 0 else self.succeeded / decided
+
+
+class Progress(BaseModel):
+    """How far a job is, as a bot shows it."""
+
+    public_id: str
+    status: JobStatus
+    progress: float | None
+    progress_note: str | None
+    updated_at: datetime
+
+
+class QueueInsights:
+    """Counts and listings; no method writes."""
+
+    def __init__(self, engine: Engine, *, clock: Clock = utcnow) -> None:
+        self._engine = engine
+        self._clock = clock
+
+    def unfinished_count(self, user_id: int) -> int:
+        """The user's jobs that are queued or running."""
+        with self._engine.connect() as conn:
+            return int(
+                conn.execute(
+                    select(func.count())
+                    .select_from(JOBS)
+                    .where(_C.user_id == user_id, _C.status.in_(_UNFINISHED))
+                ).scalar_one()
+            )
+
+    def created_since(self, user_id: int, since: datetime) -> int:
+        """Jobs the user asked for since `since` (for daily quotas)."""
+        with self._engine.connect() as conn:
+            return int(
+                conn.execute(
+                    select(func.count())
+                    .select_from(JOBS)
+                    .where(_C.user_id == user_id, _C.created_at >= since)
+                ).scalar_one()
+            )
+
+    def unfinished_jobs(self, user_id: int, limit: int = 10) -> list[JobRecord]:
+        """The user's queued and running jobs, oldest first."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(JOBS)
+                .where(_C.user_id == user_id, _C.status.in_(_UNFINISHED))
+                .order_by(_C.id)
+                .limit(limit)
+            ).mappings()
+            return [JobRecord.from_row(r) for r in rows]
+
+    def progress_of(self, public_ids: Sequence[str]) -> list[Progress]:
+        """Where these jobs stand (for the messages that show their progress)."""
+        if not public_ids:
+            return []
+        columns = (_C.public_id, _C.status, _C.progress, _C.progress_note, _C.updated_at)
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(*columns).where(_C.public_id.in_(list(public_ids)))
+            ).mappings()
+            return [Progress.model_validate(dict(r)) for r in rows]
+
+    def stats(self, window_s: int = 3600) -> QueueStats:
+        """Queue depth and in-flight now; outcomes and median queue wait over the window."""
+        since = self._clock() - timedelta(seconds=window_s)
+        with self._engine.connect() as conn:
+            now_counts: dict[JobStatus, int] = dict(
+                conn.execute(
+                    select(_C.status, func.count())
+                    .where(_C.status.in_(_UNFINISHED))
+                    .group_by(_C.status)
+                ).all()
+            )
+            ended: dict[JobStatus, int] = dict(
+                conn.execute(
+                    select(_C.status, func.count())
+                    .where(_C.finished_at >= since)
+                    .group_by(_C.status)
+                ).all()
+            )
+            waits = conn.execute(
+                select(_C.created_at, _C.dispatched_at)
+                .where(
+                    or_(_C.finished_at >= since, _C.status.in_(ACTIVE_JOB_STATES)),
+                    _C.dispatched_at.is_not(None),
+                )
+                .order_by(_C.id.desc())
+                .limit(_WAIT_SAMPLE)
+            ).all()
+        seconds = [(d - c).total_seconds() for c, d in waits]
+        return QueueStats(
+            queued=now_counts.get(JobStatus.QUEUED, 0),
+            in_flight=sum(now_counts.get(s, 0) for s in ACTIVE_JOB_STATES),
+            finished=sum(ended.values()),
+            succeeded=ended.get(JobStatus.SUCCEEDED, 0),
+            failed=ended.get(JobStatus.FAILED, 0),
+            cancelled=ended.get(JobStatus.CANCELLED, 0),
+            window_s=window_s,
+            median_wait_s=statistics.median(seconds) if seconds else None,
+        )

@@ -1,0 +1,93 @@
+"""Bot fixtures: the bot's services on the real test databases (both backends)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, delete
+
+from bot.filters import ContentFilter, FilterFile, FilterRules
+from bot.services import Services
+from stillhouse.config import Settings, make_settings
+from stillhouse.db.models import BannedUser, Switch, UserQuota
+from stillhouse.locks import InProcessLocks
+from stillhouse.moderation import Moderation
+from stillhouse.queue import GenerationQueue, SendQueue
+from stillhouse.queue.insights import QueueInsights
+from stillhouse.storage.local import LocalStorage
+from stillhouse.workflows.loader import WorkflowCatalog
+from tests.bot.harness import guilds
+from tests.doubles.discord import DiscordEmulator
+
+REPO = Path(__file__).resolve().parents[2]
+GUILD_WITH_OWN_RULES = 4242
+
+
+def bot_settings(url: str, tmp_path: Path, **bot: object) -> Settings:
+    """Settings for a bot on `url`, with the repository's workflows."""
+    return make_settings(
+        database={"url": url},
+        data_dir=tmp_path / "data",
+        workflows={"dir": REPO / "workflows"},
+        bot={"token": "test-bot-token", **bot},
+    )
+
+
+def empty_moderation(engine: Engine) -> None:
+    """No bans, quotas or switches left by an earlier test."""
+    with engine.begin() as conn:
+        for table in (BannedUser, UserQuota, Switch):
+            conn.execute(delete(table))
+
+
+def make_services(engine: Engine, settings: Settings) -> Services:
+    """Services on an existing engine, with in-process locks and local storage."""
+    rules = FilterFile(
+        words=["gore"],
+        patterns=[r"\bnsfw\b"],
+        guilds={GUILD_WITH_OWN_RULES: FilterRules(words=["spoilers"])},
+    )
+    return Services(
+        settings=settings,
+        engine=engine,
+        queue=GenerationQueue(engine, settings.queue),
+        sends=SendQueue(engine, settings.queue),
+        insights=QueueInsights(engine),
+        moderation=Moderation(engine),
+        locks=InProcessLocks(),
+        storage=LocalStorage(settings.images_dir(), settings.storage),
+        catalog=WorkflowCatalog.load(settings.workflows.dir),
+        content_filter=ContentFilter(rules),
+    )
+
+
+@pytest.fixture
+def services(engine: Engine, database_url: str, tmp_path: Path) -> Services:
+    """The bot's services on an empty database (each backend in turn)."""
+    empty_moderation(engine)
+    settings = bot_settings(database_url, tmp_path, serve_per_minute=5, max_active_jobs=3)
+    return make_services(engine, settings)
+
+
+@pytest.fixture
+def maria_services(mariadb_engine: Engine, mariadb_url: str, tmp_path: Path) -> Services:
+    """The bot's services on MariaDB, with fast loops for end-to-end tests."""
+    empty_moderation(mariadb_engine)
+    settings = bot_settings(
+        mariadb_url,
+        tmp_path,
+        delivery_interval_s=0.05,
+        progress_interval_s=0.1,
+        serve_per_minute=1000,
+        max_active_jobs=100,
+    )
+    return make_services(mariadb_engine, settings)
+
+
+@pytest.fixture
+def emu() -> Iterator[DiscordEmulator]:
+    """The Discord emulator with the guilds of tests.bot.harness, discord.py pointed at it."""
+    with DiscordEmulator(guilds=guilds()) as emulator, emulator.patched():
+        yield emulator

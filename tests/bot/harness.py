@@ -1,0 +1,122 @@
+"""A real StillhouseBot against the Discord emulator, in a thread of the test, plus the
+stand-ins for what happens between /serve and the send queue (the master's writes)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+from PIL import Image
+
+from bot.client import StillhouseBot
+from bot.services import Services
+from stillhouse.ids import new_owner
+from stillhouse.queue.records import JobRecord
+from stillhouse.queue.timing import utcnow
+from stillhouse.schemas.jobs import JobResult
+from stillhouse.schemas.worker_io import ImageRef
+from stillhouse.storage.base import new_key
+from tests.doubles.discord import ClientThread, DiscordEmulator, GuildSpec, Interaction, Message
+from tests.support import wait_until
+
+# (id >> 22) is even for GUILD and odd for OTHER_GUILD: shards 0 and 1 of 2.
+GUILD = (1_300_000_000_000_000_000 >> 23) << 23
+OTHER_GUILD = GUILD + (1 << 22)
+CHANNEL, OTHER_CHANNEL, HIDDEN_CHANNEL = (
+    1_300_000_000_000_000_101,
+    1_300_000_000_000_000_102,
+    1_300_000_000_000_000_103,
+)
+USER, OTHER_USER, MANAGER = (
+    1_300_000_000_000_000_201,
+    1_300_000_000_000_000_202,
+    1_300_000_000_000_000_203,
+)
+
+
+def guilds() -> list[GuildSpec]:
+    """Two guilds on different shards of two; the first has a channel the bot cannot see."""
+    return [
+        GuildSpec(
+            id=GUILD,
+            name="Main",
+            channel_ids=[CHANNEL, HIDDEN_CHANNEL],
+            member_ids=[USER, OTHER_USER],
+            admin_ids={MANAGER},
+            no_access_channel_ids=[HIDDEN_CHANNEL],
+        ),
+        GuildSpec(id=OTHER_GUILD, name="Other", channel_ids=[OTHER_CHANNEL], member_ids=[USER]),
+    ]
+
+
+class FastBot(StillhouseBot):
+    """discord.py waits 5 s between shards' IDENTIFYs; a test needs no such pause."""
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        return None
+
+
+@contextlib.contextmanager
+def running_bot(services: Services, emu: DiscordEmulator, **options: Any) -> Iterator[FastBot]:
+    """A bot (all shards, unless told), connected and synced, stopped on exit."""
+    bot = FastBot(services, guild_ready_timeout=0.05, **options)
+    thread = ClientThread(bot, emu.token).start(timeout_s=10)
+    try:
+        yield bot
+    finally:
+        thread.stop()
+
+
+def png(width: int = 64, height: int = 48, color: str = "teal") -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def finish(services: Services, public_id: str, images: int = 1) -> list[tuple[str, bytes]]:
+    """What a master does when the GPU is done: store the images, complete the job (which
+    writes its result row). Returns (key, bytes) per image."""
+    queue = services.queue
+    owner = new_owner("test-master")
+    claimed = wait_until(lambda: [j for j in queue.claim(owner, 50) if j.public_id == public_id])
+    job: JobRecord = claimed[0]
+    stored, refs = [], []
+    for n in range(images):
+        data = png(color=("teal", "orange", "navy", "olive")[n % 4])
+        key = new_key("stillhouse/", public_id, "png")
+        obj = services.storage.put(key, data, "image/png")
+        stored.append((key, data))
+        refs.append(
+            ImageRef(
+                key=key,
+                bucket=obj.bucket,
+                content_type="image/png",
+                width=64,
+                height=48,
+                bytes=len(data),
+                sha256=obj.sha256,
+                node_id="9",
+            )
+        )
+    queue.complete(job, JobResult(images=refs))
+    return stored
+
+
+def queued_id(ix: Interaction) -> str:
+    """The job id in a `Queued `<id>`` answer."""
+    content = str(ix.wait_response()["data"]["content"])
+    assert content.startswith("Queued `"), content
+    return content.split("`")[1]
+
+
+def buttons(message: Message) -> list[str]:
+    """Every button's custom id on a message."""
+    return [c["custom_id"] for row in message.components for c in row["components"]]
+
+
+def shift_clock(services: Services, by: timedelta) -> None:
+    """The bot's clock, moved (token lifetimes)."""
+    services.clock = lambda: utcnow() + by

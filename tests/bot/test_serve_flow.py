@@ -1,0 +1,144 @@
+"""The real bot through the Discord emulator, on MariaDB: /serve to a job, a result row to
+a follow-up with the images and buttons, and what each button does."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from bot.services import Services
+from stillhouse.errors import ObjectNotFound
+from stillhouse.schemas.states import DeliveryStatus, JobStatus
+from tests.bot.harness import (
+    CHANNEL,
+    GUILD,
+    HIDDEN_CHANNEL,
+    OTHER_USER,
+    USER,
+    buttons,
+    finish,
+    queued_id,
+    running_bot,
+    shift_clock,
+)
+from tests.doubles.discord import DiscordEmulator, Interaction
+from tests.support import wait_until
+
+
+def serve(
+    emu: DiscordEmulator, prompt: str = "a lighthouse at dawn", **options: int
+) -> Interaction:
+    return emu.slash_command(GUILD, CHANNEL, USER, "serve", options={"prompt": prompt, **options})
+
+
+def test_serve_queues_a_job_and_its_result_arrives_with_images_and_buttons(
+    emu: DiscordEmulator, maria_services: Services
+) -> None:
+    with running_bot(maria_services, emu):
+        ix = serve(emu, count=2, seed=1234)
+        public_id = queued_id(ix)
+        assert not ix.wait_response()["data"].get("flags")  # public, not ephemeral
+        job = maria_services.queue.get(public_id)
+        assert job is not None and job.status is JobStatus.QUEUED
+        assert job.routing.user_id == USER and job.routing.channel_id == CHANNEL
+        assert job.params.root["seed"] == 1234 and job.params.root["count"] == 2
+
+        stored = finish(maria_services, public_id, images=2)
+        [result] = ix.wait_followups(1)
+        assert [a.data for a in result.attachments] == [data for _, data in stored]
+        assert {f"sh:u:{public_id}:0", f"sh:v:{public_id}:1", f"sh:r:{public_id}"} <= set(
+            buttons(result)
+        )
+        assert "a lighthouse" in result.content and "seed 1234" in result.content
+        wait_until(lambda: ix.original and "Done" in ix.original.content, 5, what="done edit")
+        [row] = maria_services.sends.for_job(job.id)
+        wait_until(lambda: maria_services.sends.get(row.id).status is DeliveryStatus.SENT)
+
+
+def test_reroll_upscale_and_delete_do_what_they_say(
+    emu: DiscordEmulator, maria_services: Services
+) -> None:
+    with running_bot(maria_services, emu):
+        ix = serve(emu, seed=77)
+        public_id = queued_id(ix)
+        [(key, _)] = finish(maria_services, public_id)
+        [result] = ix.wait_followups(1)
+
+        reroll = emu.click(result, f"sh:r:{public_id}", USER)
+        rerolled = maria_services.queue.get(queued_id(reroll))
+        assert rerolled is not None and rerolled.workflow_name == "sd15-txt2img"
+        assert rerolled.params.root["prompt"] == "a lighthouse at dawn"
+        assert rerolled.params.root["seed"] != 77
+
+        upscale = emu.click(result, f"sh:u:{public_id}:0", USER)
+        upscaled = maria_services.queue.get(queued_id(upscale))
+        assert upscaled is not None and upscaled.workflow_name == "upscale-2x"
+        assert [i.storage_key for i in upscaled.inputs] == [key]
+
+        stranger = emu.click(result, f"sh:d:{public_id}", OTHER_USER)
+        answer = stranger.wait_response()["data"]
+        assert answer["flags"] == 64 and "Only the person who asked" in answer["content"]
+        assert not emu.message(result.id).deleted
+
+        emu.click(result, f"sh:d:{public_id}", USER)
+        wait_until(lambda: emu.message(result.id).deleted, 5, what="the result deleted")
+        wait_until(lambda: _gone(maria_services, key), 5, what="the image deleted")
+
+
+def _gone(services: Services, key: str) -> bool:
+    try:
+        services.storage.get(key)
+    except ObjectNotFound:
+        return True
+    return False
+
+
+def test_a_result_after_the_token_lifetime_is_posted_in_the_channel_with_a_mention(
+    emu: DiscordEmulator, maria_services: Services
+) -> None:
+    with running_bot(maria_services, emu):
+        ix = serve(emu)
+        public_id = queued_id(ix)
+        emu.advance(16 * 60)  # Discord now refuses the token...
+        shift_clock(maria_services, timedelta(minutes=16))  # ...and the bot knows it
+        finish(maria_services, public_id)
+        posted = wait_until(lambda: emu.channel_messages(CHANNEL), 5, what="a channel post")
+        [message] = posted
+        assert message.content.startswith(f"<@{USER}>") and message.mentions_user_ids == [USER]
+        assert message.attachments and f"sh:r:{public_id}" in buttons(message)
+        assert ix.followups == []
+
+
+def test_a_429_then_200_delivers_once(emu: DiscordEmulator, maria_services: Services) -> None:
+    with running_bot(maria_services, emu):
+        ix = serve(emu)
+        public_id = queued_id(ix)
+        fault = emu.fail_next("POST", r"/webhooks/\d+/", 429, retry_after=0.2)
+        finish(maria_services, public_id)
+        wait_until(lambda: ix.followups, 10, what="the follow-up")
+        job = maria_services.queue.get(public_id)
+        assert job is not None
+        [row] = maria_services.sends.for_job(job.id)
+        wait_until(lambda: maria_services.sends.get(row.id).status is DeliveryStatus.SENT)
+        assert fault.hits == 1, "the 429 was answered"
+        assert len(ix.followups) == 1
+
+
+def test_a_403_marks_the_delivery_failed_without_more_messages(
+    emu: DiscordEmulator, maria_services: Services
+) -> None:
+    with running_bot(maria_services, emu):
+        ix = emu.slash_command(GUILD, HIDDEN_CHANNEL, USER, "serve", options={"prompt": "x"})
+        public_id = queued_id(ix)
+        shift_clock(maria_services, timedelta(minutes=16))  # token gone: the channel it is
+        finish(maria_services, public_id)
+        job = maria_services.queue.get(public_id)
+        assert job is not None
+        [row] = maria_services.sends.for_job(job.id)
+        failed = wait_until(
+            lambda: maria_services.sends.get(row.id).status is DeliveryStatus.FAILED, 10
+        )
+        assert failed
+        stored = maria_services.sends.get(row.id)
+        assert stored is not None and "403" in (stored.last_error or "")
+        assert stored.attempts == 1
+        assert emu.channel_messages(HIDDEN_CHANNEL) == [] and ix.followups == []
