@@ -161,6 +161,8 @@ class Intake:
                 "job": enqueued.job.public_id,
                 "workflow": bound.workflow,
                 "user": requester.user_id,
+                "interaction": requester.interaction_id,
+                "shard": requester.shard_id,
             },
         )
         return Accepted(enqueued=enqueued, position=position, bound=bound)

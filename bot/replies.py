@@ -30,7 +30,13 @@ def claim_interaction(locks: LockService, interaction: discord.Interaction) -> b
     """True for the one process that should answer this interaction. Redundant replicas
     of a shard all receive it; memcached picks one. Without memcached every replica
     answers and Discord refuses all but the first (see `reply`)."""
-    return locks.acquire(f"interaction:{interaction.id}", CLAIM_TTL_S) is not None
+    if locks.acquire(f"interaction:{interaction.id}", CLAIM_TTL_S) is not None:
+        return True
+    log.info(
+        "interaction taken by another replica",
+        extra={"action": "bot.replica.skip", "interaction": interaction.id},
+    )
+    return False
 
 
 async def reply(

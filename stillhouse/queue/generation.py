@@ -87,6 +87,10 @@ class GenerationQueue(QueueTable):
         """The job with this public id, or None."""
         return self._one(_C.public_id == public_id)
 
+    def get_by_interaction(self, interaction_id: int) -> JobRecord | None:
+        """The job a Discord interaction created, or None."""
+        return self._one(_C.interaction_id == interaction_id)
+
     def counts(self) -> dict[JobStatus, int]:
         """Jobs per status (queue depth, in flight, outcomes)."""
         with self._engine.connect() as conn:
