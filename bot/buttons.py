@@ -5,19 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 
 import discord
 from pydantic import SecretStr
 
 from bot import messages
-from bot.intake import Accepted, GenerationRequest, Intake, Refusal, Requester
 from bot.progress import ProgressTracker
 from bot.replies import claim_interaction, guarded, reply, within_ack_budget
-from bot.services import Services
 from bot.views import Action, queued_view
+from stillhouse.intake import Accepted, GenerationRequest, Intake, Refusal, Requester
 from stillhouse.queue.records import CancelOutcome, JobRecord
 from stillhouse.schemas.manifest import ParamValue, Purpose
 from stillhouse.schemas.states import JobStatus
+from stillhouse.services import Services
 
 log = logging.getLogger(__name__)
 _CANCELLED = {
@@ -118,7 +119,7 @@ class Buttons:
 
     async def _queue(self, interaction: discord.Interaction, request: GenerationRequest) -> None:
         bound = self._intake.prepare(request, interaction.guild_id)
-        requester = requester_of(interaction)
+        requester = requester_of(interaction, self._s)
 
         def admit_and_enqueue() -> Accepted:
             self._intake.admit(requester.user_id)
@@ -146,19 +147,21 @@ class Buttons:
         raise Refusal(f"Only the person who asked can {verb} this.")
 
 
-def requester_of(interaction: discord.Interaction) -> Requester:
+def requester_of(interaction: discord.Interaction, services: Services) -> Requester:
     """Who is asking, and the interaction that will carry the answer."""
     guild = interaction.guild
     client = interaction.client
     shard = guild.shard_id if guild is not None else 0
     if guild is None and interaction.guild_id is not None and client.shard_count:
         shard = (interaction.guild_id >> 22) % client.shard_count
+    lifetime = timedelta(seconds=services.settings.bot.token_lifetime_s)
     return Requester(
+        source="discord",
         user_id=interaction.user.id,
         guild_id=interaction.guild_id,
         channel_id=interaction.channel_id,
         shard_id=shard,
-        interaction_id=interaction.id,
-        interaction_token=SecretStr(interaction.token),
-        interaction_created_at=interaction.created_at,
+        request_id=interaction.id,
+        reply_token=SecretStr(interaction.token),
+        reply_token_expires_at=interaction.created_at + lifetime,
     )

@@ -14,13 +14,12 @@ from bot.buttons import Buttons
 from bot.commands import all_commands
 from bot.context import BotContext
 from bot.delivery import DeliveryLoop
-from bot.intake import Intake
 from bot.limiter import GlobalLimiter
 from bot.progress import ProgressTracker
 from bot.replies import explain
-from bot.services import Services
 from bot.views import JobButton
 from stillhouse.ids import new_owner
+from stillhouse.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +49,7 @@ class StillhouseBot(discord.AutoShardedClient):
         self.owner = new_owner("bot")
         self.tree = app_commands.CommandTree(self)
         self.tracker = ProgressTracker(services)
-        self.intake = Intake(services)
+        self.intake = services.intake
         self.buttons = Buttons(services, self.intake, self.tracker)
         limiter = GlobalLimiter(services.locks, services.settings.bot.global_rate_per_s)
         self.delivery = DeliveryLoop(self, services, limiter, self.owner)

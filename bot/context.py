@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.intake import Intake
 from bot.progress import ProgressTracker
-from bot.services import Services
+from stillhouse.intake import Intake
+from stillhouse.services import Services
 
 
 @dataclass

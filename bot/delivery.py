@@ -22,13 +22,13 @@ from sqlalchemy.exc import DBAPIError
 from bot import messages
 from bot.limiter import GlobalLimiter
 from bot.pacing import pause
-from bot.services import Services
 from bot.views import result_view
 from stillhouse.errors import LeaseLost, ObjectNotFound, StillhouseError, StorageError
 from stillhouse.logs import log_context
 from stillhouse.queue.records import DeliveryRecord
 from stillhouse.schemas.jobs import FailurePayload, NoticePayload, ResultPayload
 from stillhouse.schemas.manifest import Purpose
+from stillhouse.services import Services
 
 log = logging.getLogger(__name__)
 MAX_FILES = 10  # Discord's limit of attachments per message

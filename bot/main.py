@@ -7,9 +7,9 @@ import logging
 import signal
 
 from bot.client import StillhouseBot
-from bot.services import Services
 from stillhouse.config import Settings, env_name
 from stillhouse.errors import SettingsError
+from stillhouse.services import Services
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import discord
 
 from bot import messages
 from bot.pacing import pause
-from bot.services import Services
+from stillhouse.services import Services
 
 log = logging.getLogger(__name__)
 TOKEN_LIFETIME_S = 15 * 60.0

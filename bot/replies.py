@@ -12,8 +12,8 @@ import discord
 from discord import app_commands
 from sqlalchemy.exc import DBAPIError
 
-from bot.intake import Refusal
 from stillhouse.errors import StillhouseError
+from stillhouse.intake import Refusal
 from stillhouse.locks import LockService
 
 log = logging.getLogger(__name__)

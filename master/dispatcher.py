@@ -6,15 +6,21 @@ A job this master loses (its lease reaped, a cancel finished elsewhere) is dropp
 without writing anything. A master that dies leaves leases that expire; the job goes back
 to the queue with its backend job id, and the next master adopts that backend job
 instead of running it twice.
+
+Liveness: a held lease is renewed for as long as the job is followed, so following must
+end. Every backend call has a time limit, and a job with no outcome from the backend by
+its deadline (`job_timeout_s + backend_queue_s` after the claim) is cancelled there and
+failed as retryable: it runs again after a backoff or fails with a row for its user.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -37,6 +43,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 DB_RETRY_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 MAX_POLL_S = 10.0
+OVERDUE = ErrorInfo(
+    type="timeout", message="the GPU service gave no result in time", retryable=True
+)
 
 
 @dataclass
@@ -120,6 +129,10 @@ class Dispatcher:
             flight = InFlight(job)
             self.in_flight[job.id] = flight
             flight.task = asyncio.create_task(self._follow(flight), name=f"job-{job.public_id}")
+            # Forget the job however its task ends, even cancelled before its first step
+            # (then no line of _follow runs): a flight left behind keeps its lease renewed
+            # for ever with no one following the job.
+            flight.task.add_done_callback(functools.partial(self._ended, flight))
             self.metrics.claimed.inc()
             if job.dispatched_at is not None:
                 self.metrics.queue_wait.observe(
@@ -144,25 +157,9 @@ class Dispatcher:
         began = time.monotonic()
         with log_context(public_id=job.public_id, attempt=job.attempts):
             try:
-                poll = await self._start(flight)
-                interval = self.master.poll_interval_s
-                while not poll.phase.is_final:
-                    if flight.cancel_requested:
-                        await self._cancel(flight)
-                        return
-                    await self._report(flight, poll)
-                    flight.wake.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(flight.wake.wait(), interval)
-                    previous, poll = poll.phase, await self._poll(flight)
-                    # Look less often while nothing changes (a long queue at the backend
-                    # must not turn into a flood of status calls); a webhook still wakes.
-                    unchanged = poll.phase is previous
-                    interval = (
-                        min(interval * 1.5, MAX_POLL_S)
-                        if unchanged
-                        else self.master.poll_interval_s
-                    )
+                poll = await self._until_final(flight)
+                if poll is None:  # the user cancelled it
+                    return
                 self.metrics.backend_time.observe(time.monotonic() - began)
                 await self._settle(flight, poll)
             except LeaseLost:
@@ -176,8 +173,35 @@ class Dispatcher:
             except Exception:
                 # The lease expires and the job comes back; this master carries on.
                 log.exception("following the job failed", extra={"action": "job.follow_error"})
-            finally:
-                self._forget(flight)
+
+    async def _until_final(self, flight: InFlight) -> Poll | None:
+        """The backend job's final poll, a failed one at the deadline, or None if cancelled."""
+        deadline = asyncio.timeout(self.master.deadline_s())
+        try:
+            async with deadline:
+                return await self._watch(flight)
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+        return await self._give_up(flight)
+
+    async def _watch(self, flight: InFlight) -> Poll | None:
+        poll = await self._start(flight)
+        interval = self.master.poll_interval_s
+        while not poll.phase.is_final:
+            if flight.cancel_requested:
+                await self._cancel(flight)
+                return None
+            await self._report(flight, poll)
+            flight.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(flight.wake.wait(), interval)
+            previous, poll = poll.phase, await self._poll(flight)
+            # Look less often while nothing changes (a long queue at the backend must
+            # not turn into a flood of status calls); a webhook still wakes.
+            unchanged = poll.phase is previous
+            interval = min(interval * 1.5, MAX_POLL_S) if unchanged else self.master.poll_interval_s
+        return poll
 
     async def _start(self, flight: InFlight) -> Poll:
         """Adopt the backend job a vanished holder left, or submit a new one."""
@@ -191,7 +215,7 @@ class Dispatcher:
                     extra={"action": "job.adopt", "backend_job_id": job.backend_job_id},
                 )
                 return poll
-            self.by_backend_id.pop(job.backend_job_id, None)
+            self._untrack(flight)
         request = worker_input(job, self.settings, self.storage)
         backend_job_id = await self._with_backend(self.backend.submit, request)
         self._track(flight, backend_job_id)
@@ -226,12 +250,27 @@ class Dispatcher:
         await self._db(self.queue.set_progress, flight.job, float(progress["fraction"]), note)
 
     async def _cancel(self, flight: InFlight) -> None:
-        if flight.backend_job_id is not None:
-            with contextlib.suppress(BackendUnavailable):
-                await self.backend.cancel(flight.backend_job_id)
+        await self._cancel_backend_job(flight)
         await self._db(self.queue.finish_cancelled, flight.job)
         self.metrics.cancelled.inc()
         log.info("cancelled by the user", extra={"action": "job.cancelled"})
+
+    async def _give_up(self, flight: InFlight) -> Poll:
+        """Past the deadline: stop the backend job (best effort) and fail the attempt."""
+        self.metrics.overdue.inc()
+        log.warning(
+            "no outcome from the backend within %ss; cancelling its job",
+            self.master.deadline_s(),
+            extra={"action": "job.overdue", "backend_job_id": flight.backend_job_id},
+        )
+        await self._cancel_backend_job(flight)
+        return Poll(phase=Phase.FAILED, error=OVERDUE)
+
+    async def _cancel_backend_job(self, flight: InFlight) -> None:
+        if flight.backend_job_id is None:
+            return
+        with contextlib.suppress(BackendUnavailable):
+            await self._bounded(self.backend.cancel(flight.backend_job_id))
 
     async def _settle(self, flight: InFlight, poll: Poll) -> None:
         job = flight.job
@@ -265,19 +304,28 @@ class Dispatcher:
             if not self.in_flight:
                 continue
             try:
-                status = await asyncio.to_thread(self.queue.renew, self.owner, list(self.in_flight))
+                await self._renew_once()
             except DBAPIError:
                 log.warning(
                     "could not renew leases; retrying", extra={"action": "lease.renew_error"}
                 )
-                continue
-            for job_id, flight in list(self.in_flight.items()):
-                if job_id not in status.held and flight.task is not None:
-                    flight.task.cancel()  # someone else holds it now: write nothing
-                    self.metrics.lease_lost.inc()
-                elif job_id in status.cancel_requested and not flight.cancel_requested:
-                    flight.cancel_requested = True
-                    flight.wake.set()
+            except Exception:  # a renewer that dies would let every lease lapse unseen
+                log.exception("renewing leases failed", extra={"action": "lease.renew_error"})
+
+    async def _renew_once(self) -> None:
+        # Judge only the flights this renewal asked about: a job claimed while it ran is
+        # held but was not renewed, and cancelling it as lost would drop a live job.
+        asked = dict(self.in_flight)
+        status = await asyncio.to_thread(self.queue.renew, self.owner, list(asked))
+        for job_id, flight in asked.items():
+            if self.in_flight.get(job_id) is not flight:
+                continue  # it ended meanwhile
+            if job_id not in status.held and flight.task is not None:
+                flight.task.cancel()  # someone else holds it now: write nothing
+                self.metrics.lease_lost.inc()
+            elif job_id in status.cancel_requested and not flight.cancel_requested:
+                flight.cancel_requested = True
+                flight.wake.set()
 
     async def _drain(self) -> None:
         """Give in-flight jobs the grace period, then hand the rest back."""
@@ -301,10 +349,23 @@ class Dispatcher:
         flight.backend_job_id = backend_job_id
         self.by_backend_id[backend_job_id] = flight
 
-    def _forget(self, flight: InFlight) -> None:
-        self.in_flight.pop(flight.job.id, None)
+    def _untrack(self, flight: InFlight) -> None:
         if flight.backend_job_id is not None:
-            self.by_backend_id.pop(flight.backend_job_id, None)
+            if self.by_backend_id.get(flight.backend_job_id) is flight:
+                del self.by_backend_id[flight.backend_job_id]
+            flight.backend_job_id = None
+
+    def _ended(self, flight: InFlight, _task: asyncio.Task[None]) -> None:
+        self._forget(flight)
+
+    def _forget(self, flight: InFlight) -> None:
+        """Stop holding the job (idempotent; never touches a newer flight of the same job)."""
+        if self.in_flight.get(flight.job.id) is flight:
+            del self.in_flight[flight.job.id]
+        if flight.backend_job_id is not None and (
+            self.by_backend_id.get(flight.backend_job_id) is flight
+        ):
+            del self.by_backend_id[flight.backend_job_id]
         self.metrics.in_flight.set(len(self.in_flight))
         self.capacity_freed.set()
 
@@ -322,16 +383,27 @@ class Dispatcher:
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
-    async def _with_backend(self, call: Callable[..., Any], *args: Any) -> Any:
-        """A backend call, retried with backoff while the backend is unreachable."""
+    async def _with_backend(self, call: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """A backend call, retried with backoff while the backend is unreachable or slow
+        (the job's deadline ends the retries)."""
         delay = 0.5
         while True:
             try:
-                return await call(*args)
+                return await self._bounded(call(*args))
             except BackendUnavailable as exc:
                 log.warning("backend unavailable: %s", exc, extra={"action": "backend.retry"})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+
+    async def _bounded(self, call: Awaitable[T]) -> T:
+        """One backend call within `backend_call_timeout_s`; past it, the backend counts
+        as unreachable (a hung connection must not hold the job for ever)."""
+        limit = self.master.backend_call_timeout_s
+        try:
+            async with asyncio.timeout(limit):
+                return await call
+        except TimeoutError as exc:  # ours or the backend client's own
+            raise BackendUnavailable(f"no answer within {limit}s") from exc
 
 
 def _is_outage(exc: DBAPIError) -> bool:

@@ -20,17 +20,25 @@ from stillhouse.ids import new_owner
 from stillhouse.locks import make_locks
 from stillhouse.logs import configure_logging, log_context
 from stillhouse.queue import GenerationQueue, SendQueue
-from stillhouse.storage import make_storage
+from stillhouse.storage import Storage, make_storage
 
 log = logging.getLogger(__name__)
 
 
-def make_backend(settings: Settings, log_dir: Path) -> Backend:
+def make_backend(settings: Settings, log_dir: Path, storage: Storage) -> Backend:
     """The backend the settings name."""
     if settings.master.backend == "runpod":
         from master.backends.runpod import RunPodBackend
 
         return RunPodBackend(settings.runpod, settings.master.job_timeout_s)
+    if settings.master.backend == "preview":
+        from master.backends.preview import PreviewBackend
+        from stillhouse.workflows.loader import WorkflowCatalog
+        from stillhouse.workflows.node_schemas import NodeSchemas
+
+        catalog = WorkflowCatalog.load(settings.workflows.dir)
+        files = {f for w in catalog.workflows.values() for f in w.manifest.model_files()}
+        return PreviewBackend(storage, NodeSchemas.load(settings.workflows.node_schemas), files)
     from master.backends.local import LocalBackend
 
     return LocalBackend(
@@ -38,22 +46,31 @@ def make_backend(settings: Settings, log_dir: Path) -> Backend:
         settings.master.local_worker_port,
         log_dir,
         settings.worker.comfy_url,
+        settings.master.worker_url_list(),
     )
 
 
-async def serve(settings: Settings, *, until_idle: bool = False) -> int:
-    """Run one master until SIGTERM/SIGINT (or, with until_idle, an empty queue)."""
+async def serve(
+    settings: Settings, *, until_idle: bool = False, stop: asyncio.Event | None = None
+) -> int:
+    """Run one master until SIGTERM/SIGINT (or, with until_idle, an empty queue); with
+    `stop`, until that is set instead (`stillhouse up` owns the signals)."""
     engine = make_engine(settings)
     queue = GenerationQueue(engine, settings.queue)
     sends = SendQueue(engine, settings.queue)
     locks = make_locks(settings.memcached)
     metrics = MasterMetrics()
-    backend = make_backend(settings, settings.data_dir / "logs")
+    storage = make_storage(settings)
+    backend = make_backend(settings, settings.data_dir / "logs", storage)
     owner = new_owner("master")
-    dispatcher = Dispatcher(settings, queue, backend, make_storage(settings), metrics, owner)
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, dispatcher.stop)
+    dispatcher = Dispatcher(settings, queue, backend, storage, metrics, owner)
+    watcher: asyncio.Task[None] | None = None
+    if stop is None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, dispatcher.stop)
+    else:
+        watcher = asyncio.create_task(_stop_when(stop, dispatcher), name="stop-watch")
     runner = await _listen(settings, metrics, dispatcher)
     with log_context(master=owner):
         log.info("master started", extra={"action": "master.start", "backend": backend.name})
@@ -74,14 +91,21 @@ async def serve(settings: Settings, *, until_idle: bool = False) -> int:
             await dispatch
             return 0
         finally:
-            reaper.cancel()
-            await asyncio.gather(reaper, return_exceptions=True)
+            for task in (reaper, watcher):
+                if task is not None:
+                    task.cancel()
+            await asyncio.gather(*(t for t in (reaper, watcher) if t), return_exceptions=True)
             await backend.close()
             if runner is not None:
                 await runner.cleanup()
             locks.close()
             engine.dispose()
             log.info("master stopped", extra={"action": "master.stop"})
+
+
+async def _stop_when(stop: asyncio.Event, dispatcher: Dispatcher) -> None:
+    await stop.wait()
+    dispatcher.stop()
 
 
 async def _listen(

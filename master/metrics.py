@@ -30,6 +30,9 @@ class MasterMetrics:
         self.failed = Counter("stillhouse_jobs_failed", "jobs failed for good", registry=r)
         self.retried = Counter("stillhouse_jobs_retried", "jobs sent back to retry", registry=r)
         self.cancelled = Counter("stillhouse_jobs_cancelled", "jobs cancelled", registry=r)
+        self.overdue = Counter(
+            "stillhouse_jobs_overdue", "jobs given up on at their deadline", registry=r
+        )
         self.lease_lost = Counter("stillhouse_leases_lost", "jobs this master lost", registry=r)
         self.reaped = Counter("stillhouse_leases_reaped", "expired leases returned", registry=r)
         self.in_flight = Gauge("stillhouse_jobs_in_flight", "jobs this master holds", registry=r)

@@ -19,7 +19,8 @@ def worker_input(job: JobRecord, settings: Settings, storage: Storage) -> Worker
             url = str(source.url)
         else:
             assert source.storage_key is not None
-            url = storage.url(source.storage_key, expires_s=int(timeout_s) + URL_MARGIN_S)
+            expires = int(timeout_s) + URL_MARGIN_S
+            url = storage.url(source.storage_key, expires_s=expires, for_workers=True)
         images.append(InputImage(name=source.name, url=url))
     return WorkerInput(
         job_id=job.public_id,
@@ -27,4 +28,5 @@ def worker_input(job: JobRecord, settings: Settings, storage: Storage) -> Worker
         inputs=images,
         output=OutputTarget(bucket=storage.bucket, prefix=settings.storage.s3_prefix),
         timeout_s=timeout_s,
+        workflow_name=job.workflow_name,
     )

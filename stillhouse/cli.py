@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
 from stillhouse.commands.config import config
 from stillhouse.commands.db import db
+from stillhouse.commands.up import up
 from stillhouse.commands.workflows import workflows
 from stillhouse.errors import SettingsError, StillhouseError
 
 EXIT_BAD_SETTINGS = 2
-EXIT_NOT_BUILT = 3
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -24,21 +24,11 @@ def cli() -> None:
 cli.add_command(db)
 cli.add_command(config)
 cli.add_command(workflows)
+cli.add_command(up)
 
-# -- processes that later work fills in -------------------------------------------------
+# -- the processes ---------------------------------------------------------------------
 
 _PASSTHROUGH: dict[str, Any] = {"ignore_unknown_options": True, "allow_extra_args": True}
-
-
-def _not_built(what: str) -> NoReturn:
-    click.echo(
-        f"stillhouse {what}: not built yet. What works today: `stillhouse db upgrade|current`, "
-        "`stillhouse config show|table`, `stillhouse workflows list|check|render|snapshot`, "
-        "`stillhouse worker`, `stillhouse master`, `stillhouse bot` "
-        "(see README.md).",
-        err=True,
-    )
-    sys.exit(EXIT_NOT_BUILT)
 
 
 @cli.command()
@@ -78,16 +68,13 @@ def worker(ctx: click.Context) -> None:
     run_worker(settings)
 
 
-@cli.command(context_settings=_PASSTHROUGH)
+@cli.command()
 def api() -> None:
-    """HTTP API and playground."""
-    _not_built("api")
+    """HTTP API and playground (STILLHOUSE_API__HOST / __PORT / __KEYS)."""
+    from api.main import main as run_api
+    from stillhouse.commands.common import load_settings
 
-
-@cli.command(context_settings=_PASSTHROUGH)
-def up() -> None:
-    """Everything in one process on embedded defaults."""
-    _not_built("up")
+    sys.exit(run_api(load_settings()))
 
 
 def main() -> None:

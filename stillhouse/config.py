@@ -104,6 +104,10 @@ class StorageSettings(BaseModel):
     s3_endpoint_url: str | None = Field(
         default=None, description="any S3-compatible endpoint (MinIO, R2, moto); empty = AWS"
     )
+    s3_public_endpoint_url: str | None = Field(
+        default=None,
+        description="endpoint in URLs handed to people, when theirs differs (compose MinIO)",
+    )
     s3_region: str = Field(default="us-east-1", description="bucket region")
     s3_access_key_id: SecretStr | None = Field(
         default=None, description="empty = boto3's default credential chain"
@@ -201,8 +205,10 @@ class WorkerSettings(BaseModel):
 class MasterSettings(BaseModel):
     """The dispatcher: how many jobs it holds, how often it looks, which backend."""
 
-    backend: Literal["local", "runpod"] = Field(
-        default="local", description="`runpod` (serverless endpoint) or `local` worker processes"
+    backend: Literal["local", "runpod", "preview"] = Field(
+        default="local",
+        description="`runpod` (serverless endpoint), `local` worker processes, or `preview` "
+        "(no GPU: validated graphs, placeholder images)",
     )
     max_in_flight: int = Field(default=64, ge=1, le=10_000, description="jobs one master holds")
     backend_max_in_flight: int = Field(
@@ -213,6 +219,17 @@ class MasterSettings(BaseModel):
     poll_interval_s: float = Field(default=1.0, gt=0, description="backend status polling")
     progress_interval_s: float = Field(default=2.0, ge=0, description="job progress writes")
     job_timeout_s: float = Field(default=600.0, gt=0, description="time limit sent to workers")
+    backend_queue_s: float = Field(
+        default=900.0,
+        gt=0,
+        description="allowance for the backend's queue and cold starts: a job with no "
+        "outcome `job_timeout_s` + this after its claim is cancelled there and retried",
+    )
+    backend_call_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="limit on one backend call (submit, status, cancel); then retried",
+    )
     drain_grace_s: float = Field(
         default=30.0, ge=0, description="on SIGTERM, wait this long before handing jobs back"
     )
@@ -221,6 +238,11 @@ class MasterSettings(BaseModel):
     http_port: int = Field(default=9464, ge=0, le=65535, description="0 = no HTTP listener")
     partitions: str = Field(default="", description="comma-separated partitions; empty = all")
     local_workers: int = Field(default=1, ge=1, le=64, description="local backend processes")
+    local_worker_urls: str = Field(
+        default="",
+        description="comma-separated URLs of worker APIs already running (compose's GPU "
+        "service); empty = the local backend starts LOCAL_WORKERS processes itself",
+    )
     local_worker_port: int = Field(
         default=8300, ge=1024, le=65000, description="first port of local worker processes"
     )
@@ -233,10 +255,18 @@ class MasterSettings(BaseModel):
                 raise ValueError(f"expected comma-separated partition numbers, got {item!r}")
         return value
 
+    def worker_url_list(self) -> list[str]:
+        """Worker APIs the local backend uses instead of starting its own."""
+        return _split_csv(self.local_worker_urls)
+
     def partition_list(self) -> list[int] | None:
         """The partitions to claim from, or None for all."""
         items = [int(i) for i in _split_csv(self.partitions)]
         return items or None
+
+    def deadline_s(self) -> float:
+        """How long one holder follows a job before giving up on the backend."""
+        return self.job_timeout_s + self.backend_queue_s
 
 
 class RunPodSettings(BaseModel):
@@ -258,8 +288,30 @@ class RunPodSettings(BaseModel):
     )
 
 
+class IntakeSettings(BaseModel):
+    """What every front (bot, API) accepts: limits, the content filter, defaults."""
+
+    default_workflow: str = Field(default="sd15-txt2img", description="when none is named")
+    per_minute: int = Field(default=6, ge=1, le=10_000, description="requests per user a minute")
+    max_active_jobs: int = Field(default=3, ge=1, le=1000, description="queued+running per user")
+    daily_quota: int = Field(
+        default=0, ge=0, description="requests per user per 24 h; 0 = none (per-user: /admin)"
+    )
+    filter_words: str = Field(default="", description="comma-separated words prompts may not use")
+    filter_file: Path | None = Field(
+        default=None, description="TOML with words, patterns and per-guild overrides"
+    )
+    max_attachment_bytes: int = Field(
+        default=10 * 2**20, ge=1024, description="largest image a user may attach"
+    )
+
+    def word_list(self) -> list[str]:
+        """Words the filter refuses (besides the filter file's)."""
+        return _split_csv(self.filter_words)
+
+
 class BotSettings(BaseModel):
-    """The Discord front: token, commands, intake limits, delivery."""
+    """The Discord front: token, commands, delivery."""
 
     token: SecretStr | None = Field(default=None, description="Discord bot token")
     sync_guild_ids: str = Field(
@@ -268,22 +320,9 @@ class BotSettings(BaseModel):
     admin_ids: str = Field(
         default="", description="comma-separated user ids with /admin everywhere"
     )
-    default_workflow: str = Field(default="sd15-txt2img", description="/serve without workflow")
     upscale_workflow: str = Field(default="upscale-2x", description="the Upscale button's")
     variations_workflow: str = Field(
         default="sd15-variations", description="the Variations button's"
-    )
-    serve_per_minute: int = Field(default=6, ge=1, le=1000, description="/serve per user a minute")
-    max_active_jobs: int = Field(default=3, ge=1, le=100, description="queued+running per user")
-    daily_quota: int = Field(
-        default=0, ge=0, description="jobs per user per 24 h; 0 = none (per-user via /admin)"
-    )
-    filter_words: str = Field(default="", description="comma-separated words /serve refuses")
-    filter_file: Path | None = Field(
-        default=None, description="TOML with words, patterns and per-guild overrides"
-    )
-    max_attachment_bytes: int = Field(
-        default=10 * 2**20, ge=1024, description="largest image a user may attach"
     )
     delivery_batch: int = Field(default=10, ge=1, le=100, description="send rows claimed at once")
     delivery_interval_s: float = Field(default=0.5, gt=0, description="idle wait between claims")
@@ -316,9 +355,40 @@ class BotSettings(BaseModel):
         """Users who may use /admin in every guild."""
         return {int(i) for i in _split_csv(self.admin_ids)}
 
-    def word_list(self) -> list[str]:
-        """Words /serve refuses (besides the filter file's)."""
-        return _split_csv(self.filter_words)
+
+class ApiSettings(BaseModel):
+    """The HTTP API and its playground."""
+
+    host: str = Field(default="127.0.0.1", description="listen address")
+    port: int = Field(default=8080, ge=0, le=65535, description="listen port")
+    keys: SecretStr | None = Field(
+        default=None,
+        description="comma-separated `name:key` pairs; empty = no key needed (local use)",
+    )
+    events_interval_s: float = Field(
+        default=0.5, gt=0, description="how often an event stream looks at its job"
+    )
+
+    @field_validator("keys")
+    @classmethod
+    def _pairs(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        for item in _split_csv(value.get_secret_value()):
+            name, _, key = item.partition(":")
+            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", name) or len(key) < 16:
+                raise ValueError(
+                    "expected `name:key` pairs, names of letters, digits, '.', '_' or '-' and "
+                    "keys of at least 16 characters"
+                )
+        return value
+
+    def key_names(self) -> dict[str, str]:
+        """key -> the name it stands for."""
+        if self.keys is None:
+            return {}
+        pairs = (item.partition(":") for item in _split_csv(self.keys.get_secret_value()))
+        return {key: name for name, _, key in pairs}
 
 
 class LogSettings(BaseModel):
@@ -352,7 +422,9 @@ class Settings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     master: MasterSettings = Field(default_factory=MasterSettings)
     runpod: RunPodSettings = Field(default_factory=RunPodSettings)
+    intake: IntakeSettings = Field(default_factory=IntakeSettings)
     bot: BotSettings = Field(default_factory=BotSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     @model_validator(mode="after")
@@ -378,10 +450,12 @@ class Settings(BaseSettings):
     def secret_values(self) -> list[str]:
         """Every configured secret, for log redaction."""
         secrets = [_password_of(self.database_url())]
-        for group in (self.storage, self.runpod, self.bot):
+        for group in (self.storage, self.runpod, self.bot, self.api):
             for value in group.__dict__.values():
                 if isinstance(value, SecretStr):
                     secrets.append(value.get_secret_value())
+        # Each API key on its own: the joined `name:key` list is not what a leak shows.
+        secrets.extend(self.api.key_names())
         return [s for s in secrets if s]
 
 

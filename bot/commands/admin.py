@@ -12,8 +12,8 @@ from discord import app_commands
 
 from bot import messages
 from bot.context import BotContext
-from bot.intake import Refusal
 from bot.replies import claim_interaction, explain, reply
+from stillhouse.intake import Refusal
 from stillhouse.moderation import INTAKE_PAUSED
 
 log = logging.getLogger(__name__)

@@ -11,9 +11,9 @@ from bot import messages
 from bot.buttons import requester_of
 from bot.choices import workflow_choices
 from bot.context import BotContext
-from bot.intake import Accepted, Attachment, GenerationRequest
 from bot.replies import claim_interaction, explain, reply, within_ack_budget
 from bot.views import queued_view
+from stillhouse.intake import Accepted, Attachment, GenerationRequest
 from stillhouse.schemas.manifest import SEED_MAX, ParamValue
 
 ASPECTS = [
@@ -58,7 +58,7 @@ def serve_command(ctx: BotContext) -> app_commands.Command[Any, ..., None]:
             "seed": seed,
         }
         request = GenerationRequest(
-            workflow=workflow or services.settings.bot.default_workflow,
+            workflow=workflow or services.settings.intake.default_workflow,
             values={k: v for k, v in given.items() if v is not None},
             preset=mode.value if mode else None,
             aspect=aspect.value if aspect else None,
@@ -66,7 +66,7 @@ def serve_command(ctx: BotContext) -> app_commands.Command[Any, ..., None]:
         )
         try:
             bound = ctx.intake.prepare(request, interaction.guild_id)
-            requester = requester_of(interaction)
+            requester = requester_of(interaction, services)
 
             def admit_and_enqueue() -> Accepted:
                 ctx.intake.admit(requester.user_id)

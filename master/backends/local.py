@@ -1,6 +1,8 @@
-"""Local worker processes, for `stillhouse up` and tests: each runs our worker under the
-runpod SDK's local API (`python -m worker --rp_serve_api`) and takes one job at a time
-through `POST /runsync`. A process that dies is started again for the next job."""
+"""Local workers, for `stillhouse up`, docker-compose and tests: each runs our worker
+under the runpod SDK's local API (`python -m worker --rp_serve_api`) and takes one job at
+a time through `POST /runsync`. Either this backend starts them (a process that dies is
+started again for the next job) or they already run elsewhere (compose's GPU service),
+reached at the URLs given."""
 
 from __future__ import annotations
 
@@ -33,10 +35,11 @@ class _Slot:
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
     busy_with: str | None = None
+    external_url: str | None = None  # a worker someone else runs
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.external_url or f"http://127.0.0.1:{self.port}"
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -54,9 +57,22 @@ class LocalBackend:
 
     name = "local"
 
-    def __init__(self, count: int, first_port: int, log_dir: Path, comfy_url: str) -> None:
-        self.capacity: int | None = count
-        self._slots = [_Slot(first_port + n, log_dir / f"worker-{n}.log") for n in range(count)]
+    def __init__(
+        self,
+        count: int,
+        first_port: int,
+        log_dir: Path,
+        comfy_url: str,
+        worker_urls: list[str] | None = None,
+    ) -> None:
+        if worker_urls:
+            self._slots = [
+                _Slot(0, log_dir / f"worker-{n}.log", external_url=url.rstrip("/"))
+                for n, url in enumerate(worker_urls)
+            ]
+        else:
+            self._slots = [_Slot(first_port + n, log_dir / f"worker-{n}.log") for n in range(count)]
+        self.capacity: int | None = len(self._slots)
         self._comfy = urlsplit(comfy_url)
         self._runs: dict[str, _Run] = {}
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
@@ -65,9 +81,14 @@ class LocalBackend:
         slot = next((s for s in self._slots if s.busy_with is None), None)
         if slot is None:
             raise BackendUnavailable("every local worker is busy")
-        await self._ensure_started(slot)
         job_id = f"local-{uuid.uuid4().hex}"
+        # Taken before the (slow) start, so a second submit cannot pick a starting worker.
         slot.busy_with = job_id
+        try:
+            await self._ensure_started(slot)
+        except BaseException:
+            slot.busy_with = None
+            raise
         body = {"input": request.model_dump(mode="json", by_alias=True)}
         task = asyncio.create_task(self._runsync(slot, body))
         self._runs[job_id] = _Run(slot, task)
@@ -142,6 +163,10 @@ class LocalBackend:
         return env
 
     async def _ensure_started(self, slot: _Slot) -> None:
+        if slot.external_url is not None:
+            if not await self._answers(slot):
+                raise BackendUnavailable(f"the worker at {slot.url} does not answer")
+            return
         if slot.alive():
             return
         slot.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -165,13 +190,18 @@ class LocalBackend:
         log.info("local worker starting", extra={"action": "local.start", "port": slot.port})
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
-            try:
-                async with self._session.get(f"{slot.url}/docs") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
+            if await self._answers(slot):
+                return
             if not slot.alive():
                 raise BackendUnavailable(f"local worker exited at start; see {slot.log_path}")
             await asyncio.sleep(0.2)
         raise BackendUnavailable(f"local worker on port {slot.port} did not start")
+
+    async def _answers(self, slot: _Slot) -> bool:
+        try:
+            async with self._session.get(
+                f"{slot.url}/docs", timeout=aiohttp.ClientTimeout(total=5)
+            ) as response:
+                return response.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            return False

@@ -65,7 +65,7 @@ class RunPodBackend:
                     raise BackendUnavailable(f"RunPod answered {response.status} to run")
                 response.raise_for_status()
                 answer = await response.json()
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise BackendUnavailable(f"RunPod unreachable: {type(exc).__name__}") from exc
         return str(answer["id"])
 

@@ -1,6 +1,10 @@
 """The one visible outcome of a job: its row in send_queue, written inside the same
 transaction as the job's final state. `outcome:<job id>` is unique, so a job can never
-get a second result or failure row."""
+get a second result or failure row.
+
+A Discord job's row waits (pending) for a bot to deliver it. An API caller reads the
+outcome from the job itself, so its row is written already delivered: it still makes a
+second outcome impossible, and no bot claims it."""
 
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from stillhouse.schemas.jobs import (
     NoticePayload,
     ResultPayload,
 )
-from stillhouse.schemas.states import DeliveryKind
+from stillhouse.schemas.states import DeliveryKind, DeliveryStatus
 from stillhouse.schemas.worker_io import ErrorInfo
 
 CANCELLED_TEXT = "Your request was cancelled."
@@ -68,6 +72,8 @@ def _insert(
             "partition_id": job.partition_id,
             "kind": kind,
             "dedupe_key": outcome_key(job.id),
+            "status": DeliveryStatus.SENT if routing.source == "api" else DeliveryStatus.PENDING,
+            "sent_at": now if routing.source == "api" else None,
             "source": routing.source,
             "user_id": routing.user_id,
             "guild_id": routing.guild_id,

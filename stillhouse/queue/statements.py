@@ -15,7 +15,7 @@ from sqlalchemy import Table, and_, bindparam, insert, or_, select, update
 from stillhouse.db.models import Delivery, GenerationJob
 from stillhouse.queue.prepared import Prepared
 from stillhouse.queue.records import JobRecord
-from stillhouse.schemas.states import ACTIVE_JOB_STATES, DeliveryStatus, JobStatus
+from stillhouse.schemas.states import ACTIVE_JOB_STATES, JobStatus
 
 JOBS = cast(Table, GenerationJob.__table__)
 SENDS = cast(Table, Delivery.__table__)
@@ -33,11 +33,8 @@ _NEW_JOB: dict[str, Any] = {
     **dict.fromkeys(("result", "error", "dispatched_at", "started_at", "finished_at")),
 }
 _NEW_SEND: dict[str, Any] = {
-    "status": DeliveryStatus.PENDING,
     "attempts": 0,
-    **dict.fromkeys(
-        ("lease_owner", "lease_expires_at", "discord_message_id", "last_error", "sent_at")
-    ),
+    **dict.fromkeys(("lease_owner", "lease_expires_at", "discord_message_id", "last_error")),
 }
 INSERT_JOB = Prepared(
     insert(JOBS).values(_NEW_JOB), [c.key for c in JOBS.c if c.key not in {"id", *_NEW_JOB}]

@@ -31,6 +31,7 @@ class WorkerInput(BaseModel):
     inputs: list[InputImage] = Field(default_factory=list)
     output: OutputTarget
     timeout_s: float = Field(default=600.0, gt=0)
+    workflow_name: str | None = Field(default=None, description="for logs and previews")
 
 
 class ImageRef(BaseModel):

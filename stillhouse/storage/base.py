@@ -41,8 +41,9 @@ class Storage(Protocol):
     def content_type(self, key: str) -> str:
         """The content type it was stored with."""
 
-    def url(self, key: str, expires_s: int | None = None) -> str:
-        """A time-limited URL anyone holding it can GET."""
+    def url(self, key: str, expires_s: int | None = None, *, for_workers: bool = False) -> str:
+        """A time-limited URL anyone holding it can GET (signed for the workers' endpoint
+        when they reach the store another way than people do)."""
 
     def delete(self, key: str) -> None:
         """Remove the object; missing is fine."""

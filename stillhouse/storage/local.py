@@ -59,7 +59,7 @@ class LocalStorage:
         except FileNotFoundError:
             raise ObjectNotFound(key) from None
 
-    def url(self, key: str, expires_s: int | None = None) -> str:
+    def url(self, key: str, expires_s: int | None = None, *, for_workers: bool = False) -> str:
         validate_key(key)
         expires = int(time.time()) + (expires_s or self._expiry)
         query = urlencode({"expires": expires, "signature": self._sign(key, expires)})

@@ -23,21 +23,11 @@ class S3Storage:
         assert settings.s3_bucket, "settings validation requires a bucket for s3"
         self._bucket = settings.s3_bucket
         self._expiry = settings.url_expiry_s
-        key_id = settings.s3_access_key_id
-        secret = settings.s3_secret_access_key
-        self._client: S3Client = boto3.client(
-            "s3",
-            endpoint_url=settings.s3_endpoint_url,
-            region_name=settings.s3_region,
-            aws_access_key_id=key_id.get_secret_value() if key_id else None,
-            aws_secret_access_key=secret.get_secret_value() if secret else None,
-            config=Config(
-                signature_version="s3v4",
-                retries={"mode": "standard", "max_attempts": 5},
-                # Custom endpoints (MinIO, moto) rarely resolve bucket subdomains.
-                s3={"addressing_style": "path" if settings.s3_endpoint_url else "auto"},
-            ),
-        )
+        self._client: S3Client = _client(settings, settings.s3_endpoint_url)
+        # URLs for people are signed for the endpoint they can reach (a compose MinIO is
+        # `minio:9000` to the services, `localhost:9000` to a browser).
+        public = settings.s3_public_endpoint_url
+        self._public: S3Client = _client(settings, public) if public else self._client
 
     @property
     def bucket(self) -> str:
@@ -67,9 +57,10 @@ class S3Storage:
         except (BotoCoreError, ClientError) as exc:
             raise _translate(exc, key) from exc
 
-    def url(self, key: str, expires_s: int | None = None) -> str:
+    def url(self, key: str, expires_s: int | None = None, *, for_workers: bool = False) -> str:
         validate_key(key)
-        return self._client.generate_presigned_url(
+        client = self._client if for_workers else self._public
+        return client.generate_presigned_url(
             "get_object",
             Params={"Bucket": self._bucket, "Key": key},
             ExpiresIn=expires_s or self._expiry,
@@ -78,6 +69,25 @@ class S3Storage:
     def delete(self, key: str) -> None:
         validate_key(key)
         self._client.delete_object(Bucket=self._bucket, Key=key)
+
+
+def _client(settings: StorageSettings, endpoint: str | None) -> S3Client:
+    key_id = settings.s3_access_key_id
+    secret = settings.s3_secret_access_key
+    client: S3Client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=settings.s3_region,
+        aws_access_key_id=key_id.get_secret_value() if key_id else None,
+        aws_secret_access_key=secret.get_secret_value() if secret else None,
+        config=Config(
+            signature_version="s3v4",
+            retries={"mode": "standard", "max_attempts": 5},
+            # Custom endpoints (MinIO, moto) rarely resolve bucket subdomains.
+            s3={"addressing_style": "path" if endpoint else "auto"},
+        ),
+    )
+    return client
 
 
 def _translate(exc: BotoCoreError | ClientError, key: str) -> Exception:

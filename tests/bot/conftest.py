@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, delete
 
-from bot.filters import ContentFilter, FilterFile, FilterRules
-from bot.services import Services
 from stillhouse.config import Settings, make_settings
 from stillhouse.db.models import BannedUser, Switch, UserQuota
+from stillhouse.filters import ContentFilter, FilterFile, FilterRules
 from stillhouse.locks import InProcessLocks
 from stillhouse.moderation import Moderation
 from stillhouse.queue import GenerationQueue, SendQueue
 from stillhouse.queue.insights import QueueInsights
+from stillhouse.services import Services
 from stillhouse.storage.local import LocalStorage
 from stillhouse.workflows.loader import WorkflowCatalog
 from tests.bot.harness import guilds
@@ -25,13 +25,24 @@ REPO = Path(__file__).resolve().parents[2]
 GUILD_WITH_OWN_RULES = 4242
 
 
-def bot_settings(url: str, tmp_path: Path, **bot: object) -> Settings:
-    """Settings for a bot on `url`, with the repository's workflows."""
+def bot_settings(
+    url: str,
+    tmp_path: Path,
+    intake: dict[str, object],
+    *,
+    api: dict[str, object] | None = None,
+    storage: dict[str, object] | None = None,
+    **bot: object,
+) -> Settings:
+    """Settings for a front on `url`, with the repository's workflows."""
     return make_settings(
         database={"url": url},
         data_dir=tmp_path / "data",
         workflows={"dir": REPO / "workflows"},
+        intake=intake,
         bot={"token": "test-bot-token", **bot},
+        api=api or {},
+        storage=storage or {},
     )
 
 
@@ -67,7 +78,7 @@ def make_services(engine: Engine, settings: Settings) -> Services:
 def services(engine: Engine, database_url: str, tmp_path: Path) -> Services:
     """The bot's services on an empty database (each backend in turn)."""
     empty_moderation(engine)
-    settings = bot_settings(database_url, tmp_path, serve_per_minute=5, max_active_jobs=3)
+    settings = bot_settings(database_url, tmp_path, {"per_minute": 5, "max_active_jobs": 3})
     return make_services(engine, settings)
 
 
@@ -78,10 +89,9 @@ def maria_services(mariadb_engine: Engine, mariadb_url: str, tmp_path: Path) -> 
     settings = bot_settings(
         mariadb_url,
         tmp_path,
+        {"per_minute": 1000, "max_active_jobs": 100},
         delivery_interval_s=0.05,
         progress_interval_s=0.1,
-        serve_per_minute=1000,
-        max_active_jobs=100,
     )
     return make_services(mariadb_engine, settings)
 

@@ -12,12 +12,12 @@ from typing import Any
 from PIL import Image
 
 from bot.client import StillhouseBot
-from bot.services import Services
 from stillhouse.ids import new_owner
 from stillhouse.queue.records import JobRecord
 from stillhouse.queue.timing import utcnow
 from stillhouse.schemas.jobs import JobResult
 from stillhouse.schemas.worker_io import ImageRef
+from stillhouse.services import Services
 from stillhouse.storage.base import new_key
 from tests.doubles.discord import ClientThread, DiscordEmulator, GuildSpec, Interaction, Message
 from tests.support import wait_until
@@ -76,13 +76,10 @@ def png(width: int = 64, height: int = 48, color: str = "teal") -> bytes:
     return buffer.getvalue()
 
 
-def finish(services: Services, public_id: str, images: int = 1) -> list[tuple[str, bytes]]:
-    """What a master does when the GPU is done: store the images, complete the job (which
-    writes its result row). Returns (key, bytes) per image."""
-    queue = services.queue
-    owner = new_owner("test-master")
-    claimed = wait_until(lambda: [j for j in queue.claim(owner, 50) if j.public_id == public_id])
-    job: JobRecord = claimed[0]
+def stored_result(
+    services: Services, public_id: str, images: int = 1
+) -> tuple[JobResult, list[tuple[str, bytes]]]:
+    """What a worker leaves behind: PNGs in storage, and the result pointing at them."""
     stored, refs = [], []
     for n in range(images):
         data = png(color=("teal", "orange", "navy", "olive")[n % 4])
@@ -101,7 +98,18 @@ def finish(services: Services, public_id: str, images: int = 1) -> list[tuple[st
                 node_id="9",
             )
         )
-    queue.complete(job, JobResult(images=refs))
+    return JobResult(images=refs), stored
+
+
+def finish(services: Services, public_id: str, images: int = 1) -> list[tuple[str, bytes]]:
+    """What a master does when the GPU is done: store the images, complete the job (which
+    writes its result row). Returns (key, bytes) per image."""
+    queue = services.queue
+    owner = new_owner("test-master")
+    claimed = wait_until(lambda: [j for j in queue.claim(owner, 50) if j.public_id == public_id])
+    job: JobRecord = claimed[0]
+    result, stored = stored_result(services, public_id, images)
+    queue.complete(job, result)
     return stored
 
 

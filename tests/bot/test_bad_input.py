@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.services import Services
+from stillhouse.services import Services
 from tests.bot.harness import CHANNEL, GUILD, USER, running_bot
 from tests.doubles.discord import AttachmentSpec, DiscordEmulator
 

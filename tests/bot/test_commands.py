@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from bot.services import Services
 from stillhouse.ids import new_owner
 from stillhouse.moderation import INTAKE_PAUSED
 from stillhouse.schemas.states import JobStatus
+from stillhouse.services import Services
 from tests.bot.harness import CHANNEL, GUILD, MANAGER, OTHER_USER, USER, queued_id, running_bot
 from tests.doubles.discord import DiscordEmulator, Interaction
 from tests.support import wait_until

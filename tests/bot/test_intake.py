@@ -3,16 +3,16 @@ is a sentence for the user and nothing reaches the queue."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import SecretStr
 
-from bot.intake import Attachment, GenerationRequest, Intake, Refusal, Requester
-from bot.services import Services
+from stillhouse.intake import Attachment, GenerationRequest, Refusal, Requester
 from stillhouse.moderation import INTAKE_PAUSED
 from stillhouse.schemas.manifest import ParamValue
 from stillhouse.schemas.states import JobStatus
+from stillhouse.services import Services
 from tests.bot.conftest import GUILD_WITH_OWN_RULES
 
 GUILD = 1001
@@ -24,13 +24,14 @@ def request(prompt: str = "a lighthouse at dawn", **values: ParamValue) -> Gener
 
 def requester(interaction_id: int = 1, user_id: int = 42) -> Requester:
     return Requester(
+        source="discord",
         user_id=user_id,
         guild_id=GUILD,
         channel_id=7,
         shard_id=0,
-        interaction_id=interaction_id,
-        interaction_token=SecretStr("token-" + str(interaction_id)),
-        interaction_created_at=datetime.now(UTC),
+        request_id=interaction_id,
+        reply_token=SecretStr("token-" + str(interaction_id)),
+        reply_token_expires_at=datetime.now(UTC) + timedelta(minutes=14),
     )
 
 
@@ -39,7 +40,7 @@ def queued_jobs(services: Services) -> int:
 
 
 def test_a_good_request_is_queued_once_per_interaction(services: Services) -> None:
-    intake = Intake(services)
+    intake = services.intake
     bound = intake.prepare(request(count=2, seed=7), GUILD)
     first = intake.enqueue(bound, requester(interaction_id=555))
     again = intake.enqueue(bound, requester(interaction_id=555))  # a replica of the shard
@@ -80,12 +81,12 @@ def test_bad_requests_are_refused_before_anything_is_queued(
     services: Services, req: GenerationRequest, guild: int, says: str
 ) -> None:
     with pytest.raises(Refusal, match=says):
-        Intake(services).prepare(req, guild)
+        services.intake.prepare(req, guild)
     assert queued_jobs(services) == 0
 
 
 def test_a_word_one_guild_filters_is_fine_elsewhere(services: Services) -> None:
-    Intake(services).prepare(request("no spoilers please"), GUILD)
+    services.intake.prepare(request("no spoilers please"), GUILD)
 
 
 @pytest.mark.parametrize(
@@ -127,7 +128,7 @@ def test_attachments_that_are_not_usable_images_are_refused(
 ) -> None:
     req = GenerationRequest(workflow="sd15-img2img", values={"prompt": "a boat"}, image=attachment)
     with pytest.raises(Refusal, match=says):
-        Intake(services).prepare(req, GUILD)
+        services.intake.prepare(req, GUILD)
 
 
 def test_an_image_for_a_workflow_without_one_is_refused(services: Services) -> None:
@@ -139,7 +140,7 @@ def test_an_image_for_a_workflow_without_one_is_refused(services: Services) -> N
     )
     req = GenerationRequest(workflow="sd15-txt2img", values={"prompt": "x"}, image=image)
     with pytest.raises(Refusal, match="does not take an image"):
-        Intake(services).prepare(req, GUILD)
+        services.intake.prepare(req, GUILD)
 
 
 def test_an_attached_image_binds_to_the_workflows_image_input(services: Services) -> None:
@@ -150,7 +151,7 @@ def test_an_attached_image_binds_to_the_workflows_image_input(services: Services
         content_type="image/png",
     )
     req = GenerationRequest(workflow="sd15-img2img", values={"prompt": "a boat"}, image=image)
-    bound = Intake(services).prepare(req, GUILD)
+    bound = services.intake.prepare(req, GUILD)
     [source] = bound.inputs
     assert str(source.url) == "https://cdn.discordapp.com/a.png"
 
@@ -158,22 +159,22 @@ def test_an_attached_image_binds_to_the_workflows_image_input(services: Services
 def test_paused_intake_refuses_with_the_operators_note(services: Services) -> None:
     services.moderation.set_switch(INTAKE_PAUSED, True, "maintenance until 14:00")
     with pytest.raises(Refusal, match=r"paused for now \(maintenance until 14:00\)"):
-        Intake(services).admit(42)
+        services.intake.admit(42)
     services.moderation.set_switch(INTAKE_PAUSED, False)
-    Intake(services).admit(42)
+    services.intake.admit(42)
 
 
 def test_a_banned_user_is_refused_until_unbanned(services: Services) -> None:
     services.moderation.ban(42, "spam", banned_by=1)
     with pytest.raises(Refusal, match="cannot make requests"):
-        Intake(services).admit(42)
-    Intake(services).admit(43)
+        services.intake.admit(42)
+    services.intake.admit(43)
     assert services.moderation.unban(42)
-    Intake(services).admit(42)
+    services.intake.admit(42)
 
 
 def test_the_per_minute_rate_is_counted_per_user(services: Services) -> None:
-    intake = Intake(services)
+    intake = services.intake
     for _ in range(5):
         intake.admit(42)
     with pytest.raises(Refusal, match="at most 5 requests a minute"):
@@ -182,7 +183,7 @@ def test_the_per_minute_rate_is_counted_per_user(services: Services) -> None:
 
 
 def test_a_user_with_too_many_unfinished_jobs_must_wait(services: Services) -> None:
-    intake = Intake(services)
+    intake = services.intake
     bound = intake.prepare(request(), GUILD)
     for n in range(3):
         intake.enqueue(bound, requester(interaction_id=100 + n))
@@ -192,7 +193,7 @@ def test_a_user_with_too_many_unfinished_jobs_must_wait(services: Services) -> N
 
 
 def test_a_users_own_quota_overrides_the_default(services: Services) -> None:
-    intake = Intake(services)
+    intake = services.intake
     services.moderation.set_quota(42, 1, set_by=1)
     intake.admit(42)
     intake.enqueue(intake.prepare(request(), GUILD), requester(interaction_id=200))

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from bot.services import Services
 from stillhouse.errors import ObjectNotFound
 from stillhouse.schemas.states import DeliveryStatus, JobStatus
+from stillhouse.services import Services
 from tests.bot.harness import (
     CHANNEL,
     GUILD,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.services import Services
+from stillhouse.services import Services
 from tests.bot.conftest import REPO
 from tests.bot.harness import CHANNEL, GUILD, OTHER_CHANNEL, OTHER_GUILD, USER, queued_id
 from tests.conftest import MemcachedServer

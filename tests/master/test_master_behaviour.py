@@ -3,6 +3,7 @@ adopting the running GPU job), metrics, RunPod webhooks, the local backend."""
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from stillhouse.config import QueueSettings, StorageSettings
 from stillhouse.queue import GenerationQueue, SendQueue
 from stillhouse.queue.records import CancelOutcome
 from stillhouse.schemas.states import DeliveryKind, JobStatus
-from tests.master.cluster import Cluster, enqueue
+from tests.master.cluster import Cluster, base_env, enqueue, storage_env
 from tests.support import free_port, wait_until
 from tests.worker.comfy_double import double_command
 
@@ -138,3 +139,34 @@ def test_the_local_backend_runs_worker_processes(
         job = queue.get(public_id)
         assert job is not None and job.status is JobStatus.SUCCEEDED, cluster.log("m0")[-2000:]
         assert job.result is not None and job.result.images[0].bucket == s3_settings.s3_bucket
+
+
+def test_the_local_backend_uses_workers_that_already_run(
+    queue: GenerationQueue,
+    mariadb_engine: Engine,
+    s3_settings: StorageSettings,
+    cluster: Cluster,
+) -> None:
+    """As in docker-compose: the GPU worker is its own service, the master only calls it."""
+    comfy_port, worker_port = free_port(), free_port()
+    worker_env = {
+        **base_env(),
+        **storage_env(s3_settings),
+        "STILLHOUSE_DATA_DIR": str(cluster.tmp / "gpu"),
+        "STILLHOUSE_LOG__FORMAT": "text",
+        "STILLHOUSE_WORKER__COMFY_URL": f"http://127.0.0.1:{comfy_port}",
+        "STILLHOUSE_WORKER__COMFY_COMMAND": double_command(comfy_port),
+    }
+    serve = ["--rp_serve_api", "--rp_api_host", "127.0.0.1", "--rp_api_port", str(worker_port)]
+    cluster._spawn("gpu", [sys.executable, "-m", "worker", *serve], worker_env)
+    ids = enqueue(queue, 3)
+    cluster.master_env = {
+        "STILLHOUSE_MASTER__BACKEND": "local",
+        "STILLHOUSE_MASTER__LOCAL_WORKER_URLS": f"http://127.0.0.1:{worker_port}",
+    }
+    cluster.start_master("m0")
+    cluster.wait_for_outcomes(queue, mariadb_engine, timeout_s=120)
+    for public_id in ids:
+        job = queue.get(public_id)
+        assert job is not None and job.status is JobStatus.SUCCEEDED, cluster.log("m0")[-2000:]
+    assert "local worker starting" not in cluster.log("m0"), "it must not start its own"

@@ -1,5 +1,6 @@
-"""FAILED, TIMED_OUT and lost jobs retry with backoff up to the limit; a non-retryable
-error fails at once and the worker's message reaches the user's failure row."""
+"""FAILED, TIMED_OUT and lost jobs retry with backoff up to the limit, and so do jobs the
+backend never ends (cancelled there at their deadline); a non-retryable error fails at
+once and the worker's message reaches the user's failure row."""
 
 from __future__ import annotations
 
@@ -87,3 +88,18 @@ def test_a_non_retryable_error_fails_at_once_with_the_workers_message(
     assert error.message == "Value 100000 bigger than max of 16384: width"
     assert not error.retryable
     assert len(submission_times(cluster, public_id)) == 1
+
+
+def test_a_job_no_gpu_takes_is_cancelled_at_its_deadline_and_fails_with_a_row(
+    cluster: Cluster, queue: GenerationQueue, mariadb_engine: Engine
+) -> None:
+    # No worker: RunPod answers IN_QUEUE for ever, as an endpoint with no GPUs to give.
+    [public_id] = enqueue(queue, 1, max_attempts=2)
+    cluster.start_master("m0", master__job_timeout_s="1", master__backend_queue_s="1")
+    cluster.wait_for_outcomes(queue, mariadb_engine, timeout_s=60)
+    job = queue.get(public_id)
+    assert job is not None and job.status is JobStatus.FAILED and job.attempts == 2
+    [row] = SendQueue(mariadb_engine, QueueSettings()).for_job(job.id)
+    assert isinstance(row.payload, FailurePayload) and row.payload.error.type == "timeout"
+    statuses = [j.status for j in cluster.double.jobs_for(public_id)]
+    assert statuses == ["CANCELLED", "CANCELLED"], "a GPU job given up on was left queued"

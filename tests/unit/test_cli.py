@@ -69,13 +69,6 @@ def test_unreachable_database_is_one_clear_line_without_the_password(tmp_path: P
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("command", ["api", "up"])
-def test_commands_not_built_yet_say_so_and_fail(tmp_path: Path, command: str) -> None:
-    result = run(command, cwd=tmp_path)
-    assert result.returncode == 3
-    assert f"stillhouse {command}: not built yet" in result.stderr
-
-
 @pytest.mark.parametrize(
     ("args", "env", "says"),
     [

@@ -1,14 +1,15 @@
-"""Everything a bot process talks to, built once from the settings."""
+"""What a front process (bot, API) talks to, built once from the settings."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
-from bot.filters import ContentFilter
 from stillhouse.config import Settings
 from stillhouse.db.engine import make_engine
+from stillhouse.filters import ContentFilter
+from stillhouse.intake import Intake
 from stillhouse.locks import LockService, make_locks
 from stillhouse.moderation import Moderation
 from stillhouse.queue import GenerationQueue, SendQueue
@@ -20,7 +21,7 @@ from stillhouse.workflows.loader import WorkflowCatalog
 
 @dataclass
 class Services:
-    """The queues, moderation, locks, storage and workflows of one bot process."""
+    """The queues, moderation, locks, storage, workflows and intake of one process."""
 
     settings: Settings
     engine: Engine
@@ -33,11 +34,34 @@ class Services:
     catalog: WorkflowCatalog
     content_filter: ContentFilter
     clock: Clock = utcnow
+    intake: Intake = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.intake = Intake(
+            settings=self.settings.intake,
+            worker=self.settings.worker,
+            catalog=self.catalog,
+            content_filter=self.content_filter,
+            moderation=self.moderation,
+            insights=self.insights,
+            queue=self.queue,
+            locks=self.locks,
+            clock=self.clock,
+        )
 
     @classmethod
-    def build(cls, settings: Settings, *, clock: Clock = utcnow) -> Services:
-        """Connect to what the settings name (nothing is contacted until first use)."""
-        engine = make_engine(settings)
+    def build(
+        cls,
+        settings: Settings,
+        *,
+        engine: Engine | None = None,
+        locks: LockService | None = None,
+        storage: Storage | None = None,
+        clock: Clock = utcnow,
+    ) -> Services:
+        """Connect to what the settings name (nothing is contacted until first use);
+        `stillhouse up` passes the engine, locks and storage it shares between fronts."""
+        engine = engine or make_engine(settings)
         return cls(
             settings=settings,
             engine=engine,
@@ -45,11 +69,11 @@ class Services:
             sends=SendQueue(engine, settings.queue, clock=clock),
             insights=QueueInsights(engine, clock=clock),
             moderation=Moderation(engine, clock=clock),
-            locks=make_locks(settings.memcached),
-            storage=make_storage(settings),
+            locks=locks or make_locks(settings.memcached),
+            storage=storage or make_storage(settings),
             catalog=WorkflowCatalog.load(settings.workflows.dir),
             content_filter=ContentFilter.from_settings(
-                settings.bot.word_list(), settings.bot.filter_file
+                settings.intake.word_list(), settings.intake.filter_file
             ),
             clock=clock,
         )

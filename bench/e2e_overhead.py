@@ -1,0 +1,282 @@
+"""End-to-end overhead: from INTERACTION_CREATE at the Discord emulator to the follow-up
+with the images, minus the time ComfyUI itself ran, beside a direct handler call against
+the same ComfyUI double measured in the same run.
+
+    python bench/e2e_overhead.py [--requests 200] [--rate 5] [--check]
+
+Everything runs as deployed: the bot and two masters as their own processes, MariaDB,
+memcached, moto's S3, the RunPod-compatible endpoint (in this process) with real runpod
+worker processes running our handler against the ComfyUI double (fixed latency: 12
+steps of 10 ms). Requests arrive at a steady rate (open loop). Added latency per request
+= (follow-up time - interaction time, both on the emulator's clock) - ComfyUI's own
+execution time as the worker measured it. --check fails unless the added latency is at
+most 150 ms at p50 and 500 ms at p99.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+
+WORKERS = 4
+STEP_S = 0.01
+TARGET_P50_S, TARGET_P99_S = 0.150, 0.500
+WARM_UP = 10
+GUILD, CHANNEL, USER = (1_400_000_000_000_000_000 >> 23) << 23, 1_400_000_000_000_000_101, 42
+
+
+def database_url() -> str:
+    import os
+
+    base = os.environ.get(
+        "STILLHOUSE_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/stillhouse_test"
+    )
+    url = make_url(base)
+    return url.set(database=f"{url.database}_e2e").render_as_string(hide_password=False)
+
+
+def fresh_database(url: str) -> None:
+    from stillhouse.config import make_settings
+    from stillhouse.db.engine import make_engine
+    from stillhouse.db.migrate import upgrade
+
+    parsed = make_url(url)
+    server = create_engine(parsed.set(database=""), isolation_level="AUTOCOMMIT")
+    with server.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS `{parsed.database}`"))
+        conn.execute(text(f"CREATE DATABASE `{parsed.database}`"))
+    server.dispose()
+    engine = make_engine(make_settings(database={"url": url}), pool=False)
+    upgrade(engine)
+    engine.dispose()
+
+
+def start_storage() -> tuple[Any, Any]:
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from stillhouse.config import StorageSettings
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench-secret",
+    ).create_bucket(Bucket="bench")
+    settings = StorageSettings(
+        backend="s3",
+        s3_bucket="bench",
+        s3_endpoint_url=endpoint,
+        s3_access_key_id="bench",
+        s3_secret_access_key="bench-secret",
+    )
+    return server, settings
+
+
+def percentiles(values: list[float]) -> tuple[float, float]:
+    ordered = sorted(values)
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    return statistics.median(ordered), p99
+
+
+def direct_handler(storage: Any, calls: int) -> list[tuple[float, float]]:
+    """(wall, ComfyUI execution) of the worker's handler called directly, same double."""
+    import shlex
+    import socket
+
+    from stillhouse.config import WorkerSettings, make_settings
+    from stillhouse.schemas.graph import ComfyGraph
+    from stillhouse.schemas.worker_io import OutputTarget, WorkerInput, WorkerOutput
+    from tests.worker.harness import captured
+    from worker.handler import handle
+    from worker.main import make_context
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [
+        sys.executable,
+        "-m",
+        "tests.doubles.comfy",
+        "--port",
+        str(port),
+        "--step-time",
+        str(STEP_S),
+    ]
+    worker = WorkerSettings(comfy_url=f"http://127.0.0.1:{port}", comfy_command=shlex.join(command))
+    graph = ComfyGraph.model_validate(captured("txt2img_64_s1"))
+    graph.root["5"].inputs.update(width=512, height=512)
+    graph.root["3"].inputs.update(steps=12)
+    samples = []
+    with tempfile.TemporaryDirectory() as data_dir:
+        ctx = make_context(make_settings(data_dir=data_dir, storage=storage, worker=worker))
+        ctx.report_progress = lambda _job, _update: None
+        try:
+            for number in range(calls + 1):
+                graph.root["3"].inputs["seed"] = number
+                request = WorkerInput(
+                    job_id=f"direct{number}",
+                    workflow=graph,
+                    output=OutputTarget(bucket="bench", prefix="direct/"),
+                    timeout_s=600,
+                )
+                began = time.perf_counter()
+                result = asyncio.run(
+                    handle({"id": f"d{number}", "input": request.model_dump(mode="json")}, ctx)
+                )
+                wall = time.perf_counter() - began
+                output = WorkerOutput.model_validate(result)
+                if number:  # the first call starts ComfyUI
+                    samples.append((wall, output.timings.execute_ms / 1000))
+        finally:
+            ctx.supervisor.stop()
+    return samples
+
+
+def through_the_system(
+    storage: Any, url: str, requests: int, rate: float
+) -> list[tuple[float, float]]:
+    """(end to end, ComfyUI execution) per /serve, with every process running."""
+    from stillhouse.config import QueueSettings, make_settings
+    from stillhouse.db.engine import make_engine
+    from stillhouse.queue import GenerationQueue
+    from tests.conftest import MemcachedServer
+    from tests.doubles.discord import DiscordEmulator, GuildSpec
+    from tests.doubles.runpod.server import RunPodDouble
+    from tests.master.cluster import Cluster, base_env, storage_env
+    from tests.support import free_port, wait_until
+
+    memcached = MemcachedServer(free_port())
+    memcached.start()
+    double = RunPodDouble().start()
+    emu = DiscordEmulator(guilds=[GuildSpec(id=GUILD, channel_ids=[CHANNEL], member_ids=[USER])])
+    emu.start()
+    engine = make_engine(make_settings(database={"url": url}))
+    queue = GenerationQueue(engine, QueueSettings())
+    with tempfile.TemporaryDirectory() as tmp:
+        cluster = Cluster(Path(tmp), double, storage, url, memcached.address)
+        try:
+            for n in range(WORKERS):
+                cluster.start_worker(f"w{n}", "--step-time", str(STEP_S))
+            for name in ("m0", "m1"):
+                port = free_port()
+                cluster.start_master(
+                    name,
+                    master__claim_interval_s="0.02",
+                    master__poll_interval_s="0.05",
+                    master__http_host="127.0.0.1",
+                    master__http_port=str(port),
+                    runpod__webhook_url=f"http://127.0.0.1:{port}/webhooks/runpod",
+                )
+            env = {
+                **base_env(),
+                **storage_env(storage),
+                "STILLHOUSE_DATABASE__URL": url,
+                "STILLHOUSE_MEMCACHED__SERVERS": memcached.address,
+                "STILLHOUSE_WORKFLOWS__DIR": str(ROOT / "workflows"),
+                "STILLHOUSE_DATA_DIR": str(Path(tmp) / "bot"),
+                "STILLHOUSE_LOG__FORMAT": "text",
+                "STILLHOUSE_LOG__LEVEL": "WARNING",
+                "STILLHOUSE_INTAKE__PER_MINUTE": "10000",
+                "STILLHOUSE_INTAKE__MAX_ACTIVE_JOBS": "1000",
+                "STILLHOUSE_BOT__DELIVERY_INTERVAL_S": "0.02",
+                "STILLHOUSE_BOT__TOKEN": emu.token,
+            }
+            cluster._spawn(
+                "bot",
+                [sys.executable, "-m", "tests.bot.bot_process", emu.api_base, emu.gateway_url],
+                env,
+            )
+            emu.wait_ready(sessions=1, timeout_s=60)
+            wait_until(lambda: emu.commands.get(None), 60, what="the bot's commands")
+            sent = []
+            began = time.monotonic()
+            for n in range(WARM_UP + requests):
+                wait = began + n / rate - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)  # open loop: arrivals at a steady rate, not on replies
+                options = {"prompt": f"lighthouse {n}", "mode": "fast"}
+                sent.append(emu.slash_command(GUILD, CHANNEL, USER, "serve", options=options))
+            wait_until(lambda: all(ix.followups for ix in sent), 300, 0.1, what="follow-ups")
+            samples = []
+            for ix in sent[WARM_UP:]:
+                job = queue.get_by_interaction(ix.id)
+                assert job is not None and job.result is not None and job.result.timings
+                [followup] = ix.followups
+                samples.append(
+                    (followup.created_at - ix.created_at, job.result.timings.execute_ms / 1000)
+                )
+            return samples
+        finally:
+            cluster.stop_all()
+            emu.stop()
+            double.stop()
+            memcached.stop()
+            engine.dispose()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=2.0, help="requests per second")
+    parser.add_argument("--check", action="store_true")
+    args = parser.parse_args()
+    url = database_url()
+    fresh_database(url)
+    moto, storage = start_storage()
+    try:
+        direct = direct_handler(storage, 30)
+        system = through_the_system(storage, url, args.requests, args.rate)
+    finally:
+        moto.stop()
+    print(
+        f"end-to-end overhead: {args.requests} /serve at {args.rate:g}/s, {WORKERS} workers, "
+        f"2 masters, ComfyUI double {12 * STEP_S * 1000:.0f} ms per image"
+    )
+    print(f"{'path':<24} {'total p50':>10} {'comfy p50':>10} {'added p50':>10} {'added p99':>10}")
+    rows = {"direct handler call": direct, "interaction -> follow-up": system}
+    added: dict[str, tuple[float, float]] = {}
+    for label, samples in rows.items():
+        total = statistics.median(s[0] for s in samples)
+        comfy = statistics.median(s[1] for s in samples)
+        added[label] = percentiles([s[0] - s[1] for s in samples])
+        p50, p99 = added[label]
+        print(
+            f"{label:<24} {total * 1000:>8.0f}ms {comfy * 1000:>8.0f}ms "
+            f"{p50 * 1000:>8.0f}ms {p99 * 1000:>8.0f}ms"
+        )
+    p50, p99 = added["interaction -> follow-up"]
+    base = added["direct handler call"][0]
+    print(
+        f"added by the system beyond the handler: p50 {(p50 - base) * 1000:.0f} ms "
+        f"({p50 / base:.1f}x the handler's own); targets p50 <= {TARGET_P50_S * 1000:.0f} ms, "
+        f"p99 <= {TARGET_P99_S * 1000:.0f} ms"
+    )
+    ok = p50 <= TARGET_P50_S and p99 <= TARGET_P99_S
+    if args.check and not ok:
+        print("FAIL: target missed")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""The HTTP API on both databases: keys, creating, reading, cancelling and following
+generations, refusals as status codes with sentences, images behind signed URLs."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from api.app import make_app
+from stillhouse.ids import new_owner
+from stillhouse.moderation import INTAKE_PAUSED
+from stillhouse.schemas.states import DeliveryStatus, JobStatus
+from stillhouse.services import Services
+from tests.api.conftest import OTHER_KEY
+from tests.bot.harness import finish, stored_result
+
+PROMPT = {"prompt": "a lighthouse at dawn"}
+
+
+def test_a_key_is_required_when_keys_are_configured(
+    client: TestClient, api_services: Services
+) -> None:
+    with TestClient(make_app(api_services)) as anonymous:
+        missing = anonymous.post("/v1/generations", json=PROMPT)
+    wrong = client.post(
+        "/v1/generations", json=PROMPT, headers={"Authorization": "Bearer wrong-key-0123456789"}
+    )
+    for answer in (missing, wrong):
+        assert answer.status_code == 401
+        assert "API key is required" in answer.json()["detail"]
+    as_header = client.post("/v1/generations", json=PROMPT, headers={"X-API-Key": OTHER_KEY})
+    assert as_header.status_code == 202
+
+
+def test_a_generation_is_queued_and_read_back_by_its_owner_only(
+    client: TestClient, api_services: Services
+) -> None:
+    answer = client.post("/v1/generations", json={**PROMPT, "count": 2, "seed": 5})
+    assert answer.status_code == 202
+    created = answer.json()
+    assert created["status"] == "queued" and created["position"] == 0
+    assert created["params"]["seed"] == 5 and created["params"]["count"] == 2
+    read = client.get(f"/v1/generations/{created['id']}").json()
+    assert read["id"] == created["id"] and read["status"] == "queued"
+    theirs = client.get(
+        f"/v1/generations/{created['id']}", headers={"Authorization": f"Bearer {OTHER_KEY}"}
+    )
+    assert theirs.status_code == 404
+    job = api_services.queue.get(created["id"])
+    assert job is not None and job.routing.source == "api" and job.routing.user_id < 0
+
+
+def test_an_idempotency_key_makes_a_retry_return_the_same_generation(
+    client: TestClient,
+) -> None:
+    first = client.post("/v1/generations", json=PROMPT, headers={"Idempotency-Key": "abc"})
+    again = client.post("/v1/generations", json=PROMPT, headers={"Idempotency-Key": "abc"})
+    other = client.post("/v1/generations", json=PROMPT, headers={"Idempotency-Key": "xyz"})
+    assert first.json()["id"] == again.json()["id"] != other.json()["id"]
+
+
+def test_refusals_are_status_codes_with_a_sentence(
+    client: TestClient, api_services: Services
+) -> None:
+    cases = [
+        ({**PROMPT, "count": 9}, 422, "less than or equal to 4"),
+        ({**PROMPT, "workflow": "nope"}, 422, "No workflow named 'nope'"),
+        ({"prompt": "so much gore"}, 422, "“gore”"),
+        ({**PROMPT, "params": {"steps": 500}}, 422, "steps is 500; the maximum is 60"),
+        ({**PROMPT, "image_url": "https://example.com/a.png"}, 422, "does not take an image"),
+    ]
+    for body, status, says in cases:
+        answer = client.post("/v1/generations", json=body)
+        assert answer.status_code == status, answer.text
+        assert says in answer.text
+    api_services.moderation.set_switch(INTAKE_PAUSED, True, "maintenance")
+    paused = client.post("/v1/generations", json=PROMPT)
+    assert paused.status_code == 503 and "paused" in paused.json()["detail"]
+    api_services.moderation.set_switch(INTAKE_PAUSED, False)
+    assert sum(api_services.queue.counts().values()) == 0
+
+
+def test_too_many_unfinished_requests_is_a_429(client: TestClient) -> None:
+    for _ in range(5):
+        assert client.post("/v1/generations", json=PROMPT).status_code == 202
+    answer = client.post("/v1/generations", json=PROMPT)
+    assert answer.status_code == 429 and "already have 5 requests" in answer.json()["detail"]
+
+
+def test_a_finished_generation_lists_its_images_behind_signed_urls(
+    client: TestClient, api_services: Services
+) -> None:
+    created = client.post("/v1/generations", json=PROMPT).json()
+    [(key, data)] = finish(api_services, created["id"])
+    done = client.get(f"/v1/generations/{created['id']}").json()
+    assert done["status"] == "succeeded" and [i["key"] for i in done["images"]] == [key]
+    image = client.get(done["images"][0]["url"])
+    assert image.status_code == 200 and image.content == data
+    assert Image.open(io.BytesIO(image.content)).size == (64, 48)
+    tampered = client.get(done["images"][0]["url"].replace("signature=", "signature=0"))
+    assert tampered.status_code == 403
+    job = api_services.queue.get(created["id"])
+    assert job is not None
+    [row] = api_services.sends.for_job(job.id)
+    assert row.status is DeliveryStatus.SENT  # no bot will try to deliver an API result
+
+
+def test_delete_cancels(client: TestClient, api_services: Services) -> None:
+    created = client.post("/v1/generations", json=PROMPT).json()
+    cancelled = client.delete(f"/v1/generations/{created['id']}")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+
+
+def test_events_follow_progress_until_done(client: TestClient, api_services: Services) -> None:
+    created = client.post("/v1/generations", json=PROMPT).json()
+    [job] = api_services.queue.claim(new_owner("test-master"), 1)
+    api_services.queue.mark_running(job, "gpu-1")
+    api_services.queue.set_progress(job, 0.5, "step 10/20")
+    events: list[tuple[str, dict[str, object]]] = []
+    with client.stream("GET", f"/v1/generations/{created['id']}/events") as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        name = ""
+        for line in stream.iter_lines():
+            if line.startswith("event: "):
+                name = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                events.append((name, json.loads(line.removeprefix("data: "))))
+                if name == "progress":
+                    api_services.queue.complete(job, stored_result(api_services, job.public_id)[0])
+                if name == "done":
+                    break
+    assert [n for n, _ in events] == ["progress", "done"]
+    assert events[0][1]["progress"] == 0.5 and events[0][1]["progress_note"] == "step 10/20"
+    assert events[1][1]["status"] == JobStatus.SUCCEEDED
+
+
+def test_workflows_openapi_and_playground(client: TestClient) -> None:
+    names = [w["name"] for w in client.get("/v1/workflows").json()]
+    assert "sd15-txt2img" in names and "upscale-2x" not in names
+    spec = client.get("/openapi.json").json()
+    assert {"/v1/generations", "/v1/generations/{generation_id}", "/v1/workflows"} <= set(
+        spec["paths"]
+    )
+    page = client.get("/")
+    assert page.status_code == 200 and "stillhouse playground" in page.text

@@ -1,0 +1,127 @@
+"""Every real part that runs here, wired as deployed: the bot (real discord.py, through the
+Discord emulator) and the API as their own processes, MariaDB, memcached, moto's S3, two
+masters, the RunPod-compatible endpoint with real runpod worker processes running our
+handler against the ComfyUI double. 50 /serve and 50 API requests each arrive once, with
+their images."""
+
+from __future__ import annotations
+
+import io
+import sys
+
+import pytest
+import requests
+from PIL import Image
+from sqlalchemy import Engine
+
+from stillhouse.schemas.states import DeliveryStatus, JobStatus
+from stillhouse.services import Services
+from tests.bot.conftest import REPO
+from tests.bot.harness import CHANNEL, GUILD, OTHER_USER, USER, queued_id
+from tests.conftest import MemcachedServer
+from tests.doubles.discord import DiscordEmulator
+from tests.master.cluster import Cluster, base_env, storage_env
+from tests.master.outcomes import assert_exactly_one_visible_outcome
+from tests.support import free_port, wait_until
+
+REQUESTS = 50
+WORKERS = 4
+DEADLINE_S = 240
+
+
+def front_env(cluster: Cluster, memcached: str, name: str) -> dict[str, str]:
+    """What the bot and the API processes share: the queue, memcached, S3, workflows."""
+    return {
+        **base_env(),
+        **storage_env(cluster.storage),
+        "STILLHOUSE_DATABASE__URL": cluster.database_url,
+        "STILLHOUSE_MEMCACHED__SERVERS": memcached,
+        "STILLHOUSE_WORKFLOWS__DIR": str(REPO / "workflows"),
+        "STILLHOUSE_DATA_DIR": str(cluster.tmp / name),
+        "STILLHOUSE_LOG__FORMAT": "text",
+        "STILLHOUSE_INTAKE__PER_MINUTE": "1000",
+        "STILLHOUSE_INTAKE__MAX_ACTIVE_JOBS": "100",
+    }
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.format == "PNG"
+        return image.size
+
+
+@pytest.mark.slow
+def test_serve_and_api_requests_each_arrive_once_through_every_real_part(
+    emu: DiscordEmulator,
+    cluster: Cluster,
+    memcached: MemcachedServer,
+    mariadb_engine: Engine,
+    maria_services: Services,
+) -> None:
+    cluster.memcached = memcached.address
+    for n in range(WORKERS):
+        cluster.start_worker(f"w{n}")
+    for name in ("m0", "m1"):
+        cluster.start_master(name)
+    bot_env = {
+        **front_env(cluster, memcached.address, "bot"),
+        "STILLHOUSE_BOT__TOKEN": emu.token,
+        "STILLHOUSE_BOT__DELIVERY_INTERVAL_S": "0.1",
+    }
+    bot = [sys.executable, "-m", "tests.bot.bot_process", emu.api_base, emu.gateway_url]
+    cluster._spawn("bot", bot, bot_env)
+    port = free_port()
+    api_env = {**front_env(cluster, memcached.address, "api"), "STILLHOUSE_API__PORT": str(port)}
+    cluster._spawn("api", [sys.executable, "-m", "stillhouse", "api"], api_env)
+    api = f"http://127.0.0.1:{port}"
+
+    emu.wait_ready(sessions=1, timeout_s=60)
+    wait_until(lambda: emu.commands.get(None), 60, what="the bot's commands synced")
+    wait_until(lambda: _answers(f"{api}/v1/health"), 60, what="the API")
+
+    served = [
+        emu.slash_command(
+            GUILD,
+            CHANNEL,
+            (USER, OTHER_USER)[n % 2],
+            "serve",
+            options={"prompt": f"lighthouse {n}", "mode": "fast"},
+        )
+        for n in range(REQUESTS)
+    ]
+    posted = [
+        requests.post(f"{api}/v1/generations", json={"prompt": f"harbour {n}"}, timeout=10)
+        for n in range(REQUESTS)
+    ]
+    assert all(r.status_code == 202 for r in posted), [r.text for r in posted][:3]
+    api_ids = [r.json()["id"] for r in posted]
+    serve_ids = [queued_id(ix) for ix in served]
+
+    cluster.wait_for_outcomes(maria_services.queue, mariadb_engine, timeout_s=DEADLINE_S)
+    jobs = assert_exactly_one_visible_outcome(mariadb_engine, serve_ids + api_ids)
+    assert set(jobs.values()) == {JobStatus.SUCCEEDED}
+    wait_until(lambda: all(ix.followups for ix in served), 60, what="every follow-up")
+
+    for ix, public_id in zip(served, serve_ids, strict=True):
+        [result] = ix.followups
+        assert public_id in result.content
+        [image] = result.attachments
+        assert png_size(image.data) == (512, 512)
+    assert emu.channel_messages(CHANNEL) == []
+    for public_id in api_ids:
+        view = requests.get(f"{api}/v1/generations/{public_id}", timeout=10).json()
+        assert view["status"] == "succeeded"
+        [image] = view["images"]
+        assert png_size(requests.get(image["url"], timeout=10).content) == (512, 512)
+    for public_id in serve_ids + api_ids:
+        job = maria_services.queue.get(public_id)
+        assert job is not None
+        [row] = maria_services.sends.for_job(job.id)
+        assert row.status is DeliveryStatus.SENT
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
