@@ -17,12 +17,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing as mp
-import os
 import statistics
 import sys
 import time
 from typing import Any
 
+from _shared import bench_database_url, fresh_database
 from sqlalchemy import text
 
 POLL_INTERVAL_S = 0.01
@@ -31,13 +31,7 @@ BATCH = 16
 
 
 def database_url() -> str:
-    from sqlalchemy.engine import make_url
-
-    base = os.environ.get(
-        "STILLHOUSE_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/stillhouse_test"
-    )
-    url = make_url(base)
-    return url.set(database=f"{url.database}_dispatch").render_as_string(hide_password=False)
+    return bench_database_url("dispatch")
 
 
 def settings(url: str) -> Any:
@@ -53,24 +47,6 @@ def settings(url: str) -> Any:
             "http_port": 0,
         },
     )
-
-
-def prepare(url: str) -> None:
-    from sqlalchemy import create_engine
-    from sqlalchemy.engine import make_url
-
-    from stillhouse.db.engine import make_engine
-    from stillhouse.db.migrate import upgrade
-
-    parsed = make_url(url)
-    server = create_engine(parsed.set(database=""), isolation_level="AUTOCOMMIT")
-    with server.connect() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS `{parsed.database}`"))
-        conn.execute(text(f"CREATE DATABASE `{parsed.database}`"))
-    server.dispose()
-    engine = make_engine(settings(url), pool=False)
-    upgrade(engine)
-    engine.dispose()
 
 
 def fill(url: str, jobs: int) -> None:
@@ -227,7 +203,7 @@ def main() -> int:
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args()
     url = database_url()
-    prepare(url)
+    fresh_database(url)
     print(
         f"dispatch overhead, {args.jobs} jobs, instant backend, poll interval "
         f"{POLL_INTERVAL_S * 1000:g} ms, batches of {BATCH}"

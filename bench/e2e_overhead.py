@@ -27,67 +27,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from _shared import bench_database_url, fresh_database, start_moto  # noqa: E402
 
 WORKERS = 4
 STEP_S = 0.01
 TARGET_P50_S, TARGET_P99_S = 0.150, 0.500
 WARM_UP = 10
 GUILD, CHANNEL, USER = (1_400_000_000_000_000_000 >> 23) << 23, 1_400_000_000_000_000_101, 42
-
-
-def database_url() -> str:
-    import os
-
-    base = os.environ.get(
-        "STILLHOUSE_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/stillhouse_test"
-    )
-    url = make_url(base)
-    return url.set(database=f"{url.database}_e2e").render_as_string(hide_password=False)
-
-
-def fresh_database(url: str) -> None:
-    from stillhouse.config import make_settings
-    from stillhouse.db.engine import make_engine
-    from stillhouse.db.migrate import upgrade
-
-    parsed = make_url(url)
-    server = create_engine(parsed.set(database=""), isolation_level="AUTOCOMMIT")
-    with server.connect() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS `{parsed.database}`"))
-        conn.execute(text(f"CREATE DATABASE `{parsed.database}`"))
-    server.dispose()
-    engine = make_engine(make_settings(database={"url": url}), pool=False)
-    upgrade(engine)
-    engine.dispose()
-
-
-def start_storage() -> tuple[Any, Any]:
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    from stillhouse.config import StorageSettings
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="bench",
-        aws_secret_access_key="bench-secret",
-    ).create_bucket(Bucket="bench")
-    settings = StorageSettings(
-        backend="s3",
-        s3_bucket="bench",
-        s3_endpoint_url=endpoint,
-        s3_access_key_id="bench",
-        s3_secret_access_key="bench-secret",
-    )
-    return server, settings
 
 
 def percentiles(values: list[float]) -> tuple[float, float]:
@@ -240,9 +186,9 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=2.0, help="requests per second")
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args()
-    url = database_url()
+    url = bench_database_url("e2e")
     fresh_database(url)
-    moto, storage = start_storage()
+    moto, storage = start_moto()
     try:
         direct = direct_handler(storage, 30)
         system = through_the_system(storage, url, args.requests, args.rate)

@@ -22,6 +22,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from _shared import bench_database_url, fresh_database
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -48,27 +49,7 @@ PARAMS = {"prompt": "a lighthouse at dawn", "seed": 1, "steps": 20}
 
 
 def database_url() -> str:
-    base = os.environ.get(
-        "STILLHOUSE_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/stillhouse_test"
-    )
-    url = make_url(base)
-    return url.set(database=f"{url.database}_bench").render_as_string(hide_password=False)
-
-
-def prepare(url: str) -> None:
-    from stillhouse.config import make_settings
-    from stillhouse.db.engine import make_engine
-    from stillhouse.db.migrate import upgrade
-
-    parsed = make_url(url)
-    server = create_engine(parsed.set(database=""), isolation_level="AUTOCOMMIT")
-    with server.connect() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS `{parsed.database}`"))
-        conn.execute(text(f"CREATE DATABASE `{parsed.database}`"))
-    server.dispose()
-    engine = make_engine(make_settings(database={"url": url}), pool=False)
-    upgrade(engine)
-    engine.dispose()
+    return bench_database_url("bench")
 
 
 def empty(url: str) -> None:
@@ -249,7 +230,7 @@ def main() -> int:
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args()
     url = database_url()
-    prepare(url)
+    fresh_database(url)
     where = make_url(url).render_as_string()
     print(f"queue throughput on {where}, {args.seconds:g} s x {args.rounds} rounds")
     print(f"{'procs':>5} {'baseline jobs/s':>16} {'stillhouse jobs/s':>18} {'ratio':>6}")

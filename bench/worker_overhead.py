@@ -21,10 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import boto3
-from moto.server import ThreadedMotoServer
+from _shared import start_moto
 
-from stillhouse.config import StorageSettings, WorkerSettings, make_settings
+from stillhouse.config import WorkerSettings, make_settings
 from stillhouse.schemas.graph import ComfyGraph
 from stillhouse.schemas.worker_io import OutputTarget, WorkerInput, WorkerOutput
 from worker.handler import handle
@@ -40,27 +39,6 @@ def graph(size: int, steps: int, seed: int, ckpt: str) -> ComfyGraph:
     g.root["5"].inputs.update(width=size, height=size)
     g.root["3"].inputs.update(steps=steps, seed=seed)
     return g
-
-
-def start_storage() -> tuple[ThreadedMotoServer, StorageSettings]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="bench",
-        aws_secret_access_key="bench-secret",
-    ).create_bucket(Bucket="bench")
-    return server, StorageSettings(
-        backend="s3",
-        s3_bucket="bench",
-        s3_endpoint_url=endpoint,
-        s3_access_key_id="bench",
-        s3_secret_access_key="bench-secret",
-    )
 
 
 def worker_settings(args: argparse.Namespace) -> WorkerSettings:
@@ -111,7 +89,7 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=5)
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args()
-    moto, storage = start_storage()
+    moto, storage = start_moto()
     with tempfile.TemporaryDirectory() as data_dir:
         settings = make_settings(data_dir=data_dir, storage=storage, worker=worker_settings(args))
         ctx = make_context(settings)

@@ -1,0 +1,61 @@
+"""What the benchmarks share: a fresh MariaDB database of their own, and moto's S3."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+DEFAULT_MYSQL_URL = "mysql+pymysql://root@127.0.0.1:3306/stillhouse_test"
+
+
+def bench_database_url(suffix: str) -> str:
+    """The test database URL, for the database `<test db>_<suffix>`."""
+    url = make_url(os.environ.get("STILLHOUSE_TEST_MYSQL_URL", DEFAULT_MYSQL_URL))
+    return url.set(database=f"{url.database}_{suffix}").render_as_string(hide_password=False)
+
+
+def fresh_database(url: str) -> None:
+    """Drop and recreate the database, then migrate it to the newest schema."""
+    from stillhouse.config import make_settings
+    from stillhouse.db.engine import make_engine
+    from stillhouse.db.migrate import upgrade
+
+    parsed = make_url(url)
+    server = create_engine(parsed.set(database=""), isolation_level="AUTOCOMMIT")
+    with server.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS `{parsed.database}`"))
+        conn.execute(text(f"CREATE DATABASE `{parsed.database}`"))
+    server.dispose()
+    engine = make_engine(make_settings(database={"url": url}), pool=False)
+    upgrade(engine)
+    engine.dispose()
+
+
+def start_moto(bucket: str = "bench") -> tuple[Any, Any]:
+    """moto's S3 server on a free port with `bucket`; (server, StorageSettings)."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from stillhouse.config import StorageSettings
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench-secret",
+    ).create_bucket(Bucket=bucket)
+    return server, StorageSettings(
+        backend="s3",
+        s3_bucket=bucket,
+        s3_endpoint_url=endpoint,
+        s3_access_key_id="bench",
+        s3_secret_access_key="bench-secret",
+    )
