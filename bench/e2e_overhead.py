@@ -125,7 +125,7 @@ def through_the_system(
                 port = free_port()
                 cluster.start_master(
                     name,
-                    master__claim_interval_s="0.02",
+                    master__claim_interval_s="0.01",
                     master__poll_interval_s="0.05",
                     master__http_host="127.0.0.1",
                     master__http_port=str(port),
@@ -142,7 +142,7 @@ def through_the_system(
                 "STILLHOUSE_LOG__LEVEL": "WARNING",
                 "STILLHOUSE_INTAKE__PER_MINUTE": "10000",
                 "STILLHOUSE_INTAKE__MAX_ACTIVE_JOBS": "1000",
-                "STILLHOUSE_BOT__DELIVERY_INTERVAL_S": "0.02",
+                "STILLHOUSE_BOT__DELIVERY_INTERVAL_S": "0.01",
                 "STILLHOUSE_BOT__TOKEN": emu.token,
             }
             cluster._spawn(
@@ -168,6 +168,14 @@ def through_the_system(
                 [followup] = ix.followups
                 samples.append(
                     (followup.created_at - ix.created_at, job.result.timings.execute_ms / 1000)
+                )
+            jobs = [j for j in double.state.jobs.values() if j.started and j.finished]
+            if jobs:
+                queued = statistics.median(j.started - j.created for j in jobs)
+                running = statistics.median(j.finished - j.started for j in jobs)
+                print(
+                    f"at the RunPod endpoint: waiting p50 {queued * 1000:.0f} ms, "
+                    f"taken to done p50 {running * 1000:.0f} ms"
                 )
             return samples
         finally:

@@ -117,14 +117,17 @@ class RunPodDouble:
             await self._runner.cleanup()
 
     def _touch(self) -> None:
+        # Wake every waiter: each holds the event of its moment, set here and replaced,
+        # so one waiter can never clear another's wake-up (and delay its job).
         assert self._changed is not None
         self._changed.set()
+        self._changed = asyncio.Event()
 
     async def _wait_change(self, seconds: float) -> None:
         assert self._changed is not None
-        self._changed.clear()
+        changed = self._changed
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), seconds)
+            await asyncio.wait_for(changed.wait(), seconds)
 
     # hosted API
 
