@@ -147,7 +147,7 @@ class Dispatcher:
             await asyncio.wait_for(self.capacity_freed.wait(), timeout=seconds)
 
     async def _drained(self) -> bool:
-        counts = await self._db(self.queue.counts)
+        counts = await self._db(self.queue.depth)
         return counts.get(JobStatus.QUEUED, 0) == 0
 
     # -- one job --------------------------------------------------------------------------

@@ -28,7 +28,7 @@ async def reap_forever(
         await asyncio.sleep(interval_s)
         try:
             await reap_once(queue, sends, locks, metrics, interval_s)
-            counts = await asyncio.to_thread(queue.counts)
+            counts = await asyncio.to_thread(queue.depth)
         except DBAPIError:
             log.warning("database unavailable; reaping later", extra={"action": "reap.skip"})
             continue

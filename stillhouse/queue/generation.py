@@ -92,10 +92,23 @@ class GenerationQueue(QueueTable):
         return self._one(_C.interaction_id == interaction_id)
 
     def counts(self) -> dict[JobStatus, int]:
-        """Jobs per status (queue depth, in flight, outcomes)."""
+        """Jobs per status, finished ones included: reads the whole table (tests, tools)."""
         with self._engine.connect() as conn:
             rows = conn.execute(select(_C.status, func.count()).group_by(_C.status)).all()
         return {JobStatus(status): n for status, n in rows}
+
+    def depth(self) -> dict[JobStatus, int]:
+        """Queued and in-flight jobs per status: walks only the unfinished front of the
+        status index, however many finished jobs the table keeps (metrics, health)."""
+        unfinished = (JobStatus.QUEUED, *ACTIVE_JOB_STATES)
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(_C.status, func.count())
+                .where(or_(*(_C.status == s for s in unfinished)))
+                .group_by(_C.status)
+            ).all()
+        found = {JobStatus(status): n for status, n in rows}
+        return {status: found.get(status, 0) for status in unfinished}
 
     def position(self, public_id: str) -> QueuePosition:
         """How many jobs are ahead of this one and a wait estimate from recent throughput."""

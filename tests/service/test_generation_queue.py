@@ -342,3 +342,20 @@ def test_a_reaped_job_keeps_its_backend_job_for_adoption(
     clock.advance(SETTINGS.backoff_max_s)
     [fresh] = queue.claim("m2")
     assert fresh.backend_job_id is None, "a failed backend job is not adopted"
+
+
+def test_depth_counts_only_unfinished_jobs(queue: GenerationQueue) -> None:
+    first = queue.enqueue(new_job()).job
+    queue.enqueue(new_job("second"))
+    [claimed] = queue.claim("owner", limit=1)
+    assert claimed.id == first.id
+    queue.complete(claimed, JobResult(images=[IMAGE]))
+    queue.enqueue(new_job("third"))
+    [running] = queue.claim("owner", limit=1)
+    queue.mark_running(running, "backend-1")
+    assert queue.depth() == {
+        JobStatus.QUEUED: 1,
+        JobStatus.DISPATCHED: 0,
+        JobStatus.RUNNING: 1,
+    }
+    assert queue.counts()[JobStatus.SUCCEEDED] == 1
