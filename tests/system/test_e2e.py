@@ -2,17 +2,21 @@
 Discord emulator) and the API as their own processes, MariaDB, memcached, moto's S3, two
 masters, the RunPod-compatible endpoint with real runpod worker processes running our
 handler against the ComfyUI double. 50 /serve and 50 API requests each arrive once, with
-their images."""
+their images; no configured secret (nor any interaction token) appears in any process's
+log, and one request can be followed across the processes by its id."""
 
 from __future__ import annotations
 
 import io
+import secrets
 import sys
 
 import pytest
 import requests
 from PIL import Image
-from sqlalchemy import Engine
+from pydantic import SecretStr
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
 
 from stillhouse.schemas.states import DeliveryStatus, JobStatus
 from stillhouse.services import Services
@@ -27,6 +31,9 @@ from tests.support import free_port, wait_until
 REQUESTS = 50
 WORKERS = 4
 DEADLINE_S = 240
+DB_PASSWORD = "db-pass-" + secrets.token_hex(8)
+S3_SECRET = "s3-secret-" + secrets.token_hex(8)
+API_KEY = "api-key-" + secrets.token_hex(12)
 
 
 def front_env(cluster: Cluster, memcached: str, name: str) -> dict[str, str]:
@@ -41,7 +48,22 @@ def front_env(cluster: Cluster, memcached: str, name: str) -> dict[str, str]:
         "STILLHOUSE_LOG__FORMAT": "text",
         "STILLHOUSE_INTAKE__PER_MINUTE": "1000",
         "STILLHOUSE_INTAKE__MAX_ACTIVE_JOBS": "100",
+        "STILLHOUSE_API__KEYS": f"e2e:{API_KEY}",
     }
+
+
+def with_password(url: str) -> str:
+    """The MariaDB URL as a user with a password (every process uses this one)."""
+    parsed = make_url(url)
+    engine = create_engine(parsed, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text("DROP USER IF EXISTS 'stillhouse_e2e'@'%'"))
+        conn.execute(text(f"CREATE USER 'stillhouse_e2e'@'%' IDENTIFIED BY '{DB_PASSWORD}'"))
+        conn.execute(text(f"GRANT ALL ON `{parsed.database}`.* TO 'stillhouse_e2e'@'%'"))
+    engine.dispose()
+    return parsed.set(username="stillhouse_e2e", password=DB_PASSWORD).render_as_string(
+        hide_password=False
+    )
 
 
 def png_size(data: bytes) -> tuple[int, int]:
@@ -59,6 +81,10 @@ def test_serve_and_api_requests_each_arrive_once_through_every_real_part(
     maria_services: Services,
 ) -> None:
     cluster.memcached = memcached.address
+    cluster.database_url = with_password(cluster.database_url)
+    cluster.storage = cluster.storage.model_copy(
+        update={"s3_secret_access_key": SecretStr(S3_SECRET)}  # moto takes any secret
+    )
     for n in range(WORKERS):
         cluster.start_worker(f"w{n}")
     for name in ("m0", "m1"):
@@ -89,8 +115,11 @@ def test_serve_and_api_requests_each_arrive_once_through_every_real_part(
         )
         for n in range(REQUESTS)
     ]
+    key = {"Authorization": f"Bearer {API_KEY}"}
     posted = [
-        requests.post(f"{api}/v1/generations", json={"prompt": f"harbour {n}"}, timeout=10)
+        requests.post(
+            f"{api}/v1/generations", json={"prompt": f"harbour {n}"}, headers=key, timeout=10
+        )
         for n in range(REQUESTS)
     ]
     assert all(r.status_code == 202 for r in posted), [r.text for r in posted][:3]
@@ -109,7 +138,7 @@ def test_serve_and_api_requests_each_arrive_once_through_every_real_part(
         assert png_size(image.data) == (512, 512)
     assert emu.channel_messages(CHANNEL) == []
     for public_id in api_ids:
-        view = requests.get(f"{api}/v1/generations/{public_id}", timeout=10).json()
+        view = requests.get(f"{api}/v1/generations/{public_id}", headers=key, timeout=10).json()
         assert view["status"] == "succeeded"
         [image] = view["images"]
         assert png_size(requests.get(image["url"], timeout=10).content) == (512, 512)
@@ -118,6 +147,16 @@ def test_serve_and_api_requests_each_arrive_once_through_every_real_part(
         assert job is not None
         [row] = maria_services.sends.for_job(job.id)
         assert row.status is DeliveryStatus.SENT
+
+    logs = {name: cluster.log(name) for name in cluster.processes}
+    secret_values = [DB_PASSWORD, S3_SECRET, API_KEY, emu.token, "test-client-key"]
+    secret_values += [ix.token for ix in served]
+    leaks = [(name, v[:12]) for name, log in logs.items() for v in secret_values if v in log]
+    assert not leaks, f"secrets in logs: {leaks}"
+    followed = serve_ids[0]
+    seen_in = {name for name, log in logs.items() if followed in log}
+    assert {"bot", "m0", "m1"} & seen_in and "bot" in seen_in, seen_in
+    assert any(name.startswith("w") for name in seen_in), f"no worker logged {followed}"
 
 
 def _answers(url: str) -> bool:
