@@ -31,12 +31,13 @@ from stillhouse.schemas.worker_io import (
     WorkerOutput,
 )
 from stillhouse.storage import Storage
+from stillhouse.storage.base import validate_key
 from worker import policy
 from worker.comfy.client import ComfyClient
 from worker.comfy.follow import Execution, Limits, Progress, execute
 from worker.comfy.supervisor import Supervisor
 from worker.errors import JobFailure, invalid_input
-from worker.inputs import stage_inputs
+from worker.inputs import check_sources, stage_inputs
 from worker.uploads import upload
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,13 @@ def validate(raw: object, ctx: WorkerContext) -> WorkerInput:
         raise invalid_input(f"bad job input at {where}: {first['msg']}") from None
     if request.output.bucket != ctx.storage.bucket:
         raise invalid_input(f"this worker does not write to bucket {request.output.bucket!r}")
+    try:  # the keys the images will get, checked now rather than after the GPU ran
+        validate_key(f"{request.output.prefix.rstrip('/')}/{request.job_id}/x.png".lstrip("/"))
+        if request.output.prefix.startswith("/"):
+            raise InvalidKey(f"output prefix must be relative: {request.output.prefix!r}")
+    except InvalidKey as exc:
+        raise invalid_input(str(exc)) from None
+    check_sources(request.inputs, ctx.settings)
     return request
 
 

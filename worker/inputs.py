@@ -39,6 +39,15 @@ def storage_host(settings: Settings) -> str:
     return f"{storage.s3_bucket}.s3.amazonaws.com" if storage.s3_bucket else ""
 
 
+def check_sources(images: list[InputImage], settings: Settings) -> None:
+    """Refuse, before anything starts, an input whose host is not allowed."""
+    hosts = allowed_hosts(settings)
+    for image in images:
+        host = (urlsplit(str(image.url)).hostname or "").lower()
+        if host not in hosts:
+            raise invalid_input(f"input images may not come from {host or 'that address'}")
+
+
 async def stage_inputs(client: ComfyClient, images: list[InputImage], settings: Settings) -> None:
     """Download every input and upload it to ComfyUI; JobFailure naming the bad one."""
     hosts = allowed_hosts(settings)
@@ -113,5 +122,8 @@ def _check_image(name: str, data: bytes, max_pixels: int) -> None:
             image.verify()
     except JobFailure:
         raise
+    except Image.DecompressionBombError:
+        # Pillow refuses to even open a header this large; nothing was decoded.
+        raise invalid_input(f"input {name} claims far too many pixels") from None
     except Exception:
         raise invalid_input(f"input {name} is not an image this worker can read") from None
