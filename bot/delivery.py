@@ -13,7 +13,10 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import aiohttp
 import discord
@@ -31,6 +34,7 @@ from stillhouse.schemas.manifest import Purpose
 from stillhouse.services import Services
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 MAX_FILES = 10  # Discord's limit of attachments per message
 DEFAULT_UPLOAD_LIMIT = 10 * 2**20
 TOKEN_GONE = {50027, 10015}  # invalid webhook token, unknown webhook: use the channel
@@ -104,27 +108,59 @@ class DeliveryLoop:
             await self._after_refusal(row, exc)
             return
         except (ObjectNotFound, Undeliverable) as exc:
-            await asyncio.to_thread(sends.fail, row, str(exc))
+            await self._record(sends.fail, row, str(exc))
             log.warning("undeliverable: %s", exc, extra={"action": "bot.deliver.failed"})
             return
         except (StorageError, aiohttp.ClientError, OSError, TimeoutError) as exc:
-            await asyncio.to_thread(sends.retry, row, repr(exc))
-            log.warning("delivery retried: %r", exc, extra={"action": "bot.deliver.retry"})
+            if await self._record(sends.retry, row, repr(exc)):
+                log.warning("delivery retried: %r", exc, extra={"action": "bot.deliver.retry"})
+                return
+            log.warning("delivery failed: %r", exc, extra={"action": "bot.deliver.failed"})
+            await self._tell_without_images(row)
             return
-        await asyncio.to_thread(sends.mark_sent, row, message_id)
+        # Sent: recording it must outlast a database outage, or the row would be sent again.
+        await self._record(sends.mark_sent, row, message_id)
         log.info("delivered", extra={"action": "bot.deliver.sent", "kind": row.kind})
+
+    async def _tell_without_images(self, row: DeliveryRecord) -> None:
+        """The images could not be fetched however long we tried: the user still hears
+        that the request finished, rather than nothing."""
+        if not isinstance(row.payload, ResultPayload):
+            return
+        text = messages.undelivered(row.job_public_id)
+        try:
+            await self._send_outgoing(row, Outgoing(text, [], None))
+        except (discord.HTTPException, Undeliverable, aiohttp.ClientError, OSError) as exc:
+            log.warning("could not say so either: %r", exc, extra={"action": "bot.deliver.lost"})
 
     async def _after_refusal(self, row: DeliveryRecord, exc: discord.HTTPException) -> None:
         sends = self._s.sends
         what = f"discord {exc.status} ({exc.code}): {exc.text}"
         if exc.status == 429 or exc.status >= 500:
             delay = _retry_after(exc) if exc.status == 429 else None
-            again = await asyncio.to_thread(sends.retry, row, what, delay)
+            again = await self._record(sends.retry, row, what, delay)
             action = "bot.deliver.retry" if again else "bot.deliver.failed"
             log.warning("discord busy: %s", what, extra={"action": action})
             return
-        await asyncio.to_thread(sends.fail, row, what)
+        await self._record(sends.fail, row, what)
         log.warning("discord refused: %s", what, extra={"action": "bot.deliver.failed"})
+
+    async def _record(self, operation: Callable[..., T], *args: Any) -> T:
+        """Write what happened to a row, retrying through a database outage while the
+        row's lease can still be valid (it is renewed again once the database is back)."""
+        delay = 0.2
+        give_up = time.monotonic() + self._s.settings.queue.delivery_lease_s
+        while True:
+            try:
+                return await asyncio.to_thread(operation, *args)
+            except DBAPIError as exc:
+                if time.monotonic() + delay > give_up or (
+                    not exc.connection_invalidated and ("connect" not in str(exc.orig).lower())
+                ):
+                    raise
+                log.warning("database unavailable; retrying", extra={"action": "bot.db_retry"})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     # -- sending --------------------------------------------------------------------------
 
@@ -132,6 +168,9 @@ class DeliveryLoop:
         outgoing = await self._render(row)
         if outgoing is None:
             return None
+        return await self._send_outgoing(row, outgoing)
+
+    async def _send_outgoing(self, row: DeliveryRecord, outgoing: Outgoing) -> int:
         token = row.routing.interaction_token
         expires = row.routing.interaction_expires_at
         if token is not None and expires is not None and self._s.clock() < expires:

@@ -78,6 +78,14 @@ def failure(public_id: str, payload: FailurePayload) -> str:
     return f"Sorry, `{public_id}` could not be made{tries} - {reason}{detail}."
 
 
+def undelivered(public_id: str) -> str:
+    """A result whose images could not be fetched for delivery, however long we tried."""
+    return (
+        f"`{public_id}` is done, but its images could not be fetched from storage to send "
+        "them here. Sorry - please ask again."
+    )
+
+
 def with_mention(user_id: int | None, text: str) -> str:
     """Text for the channel, where the requester must be pinged."""
     return text if user_id is None else f"<@{user_id}> {text}"

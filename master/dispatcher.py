@@ -30,6 +30,7 @@ from master.backends.base import Backend, BackendUnavailable, Phase, Poll
 from master.metrics import MasterMetrics
 from master.requests import worker_input
 from stillhouse.config import Settings
+from stillhouse.db.engine import is_outage
 from stillhouse.errors import LeaseLost
 from stillhouse.logs import log_context
 from stillhouse.queue import GenerationQueue
@@ -41,7 +42,8 @@ from stillhouse.storage import Storage
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-DB_RETRY_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+DB_RETRY_FIRST_S = 0.2
+DB_RETRY_MAX_S = 5.0
 MAX_POLL_S = 10.0
 OVERDUE = ErrorInfo(
     type="timeout", message="the GPU service gave no result in time", retryable=True
@@ -90,12 +92,26 @@ class Dispatcher:
         """Claim and follow jobs until stop() (or, with until_idle, until nothing is left)."""
         renewer = asyncio.create_task(self._renew_forever(), name="renew-leases")
         try:
+            pause = self.master.claim_interval_s
             while not self.stopping.is_set():
-                claimed = await self._claim()
-                if until_idle and not claimed and not self.in_flight and await self._drained():
-                    return
+                try:
+                    claimed = await self._claim()
+                    drained = until_idle and not claimed and not self.in_flight
+                    if drained and await self._drained():
+                        return
+                    pause = self.master.claim_interval_s
+                except DBAPIError as exc:
+                    # However long the database is away, this master waits for it.
+                    claimed = 0
+                    pause = min(max(pause * 2, DB_RETRY_FIRST_S), DB_RETRY_MAX_S)
+                    log.warning(
+                        "database unavailable; claiming again in %.1fs: %s",
+                        pause,
+                        type(exc.orig).__name__,
+                        extra={"action": "db.claim_retry"},
+                    )
                 if not claimed:
-                    await self._idle(self.master.claim_interval_s)
+                    await self._idle(pause)
         finally:
             await self._drain()
             renewer.cancel()
@@ -370,18 +386,23 @@ class Dispatcher:
         self.capacity_freed.set()
 
     async def _db(self, operation: Callable[..., T], *args: Any) -> T:
-        """A queue operation off the event loop, retried through a database outage."""
-        for delay in (*DB_RETRY_S, None):
+        """A queue operation off the event loop, retried through a database outage for
+        as long as a lease lasts: a job's outcome written after a short outage still
+        counts, and past a lease the job is another holder's anyway."""
+        delay = DB_RETRY_FIRST_S
+        give_up = time.monotonic() + self.settings.queue.lease_s
+        while True:
             try:
                 return await asyncio.to_thread(operation, *args)
             except DBAPIError as exc:
-                if delay is None or not (exc.connection_invalidated or _is_outage(exc)):
+                outage = is_outage(exc)
+                if not outage or time.monotonic() + delay > give_up:
                     raise
                 log.warning(
                     "database unavailable; retrying in %ss", delay, extra={"action": "db.retry"}
                 )
                 await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
+                delay = min(delay * 2, DB_RETRY_MAX_S)
 
     async def _with_backend(self, call: Callable[..., Awaitable[T]], *args: Any) -> T:
         """A backend call, retried with backoff while the backend is unreachable or slow
@@ -404,9 +425,3 @@ class Dispatcher:
                 return await call
         except TimeoutError as exc:  # ours or the backend client's own
             raise BackendUnavailable(f"no answer within {limit}s") from exc
-
-
-def _is_outage(exc: DBAPIError) -> bool:
-    """Connection-level failures (server gone, refused, lost) rather than bad SQL."""
-    text = str(exc.orig).lower()
-    return any(word in text for word in ("connect", "gone away", "lost connection", "refused"))

@@ -150,7 +150,15 @@ class MemcachedLocks:
         added = self._call(self._client.add, self._key(key), token, expire=_ttl(ttl_s))
         if added is _DOWN:
             return Lock(key, token, degraded=True)
-        return Lock(key, token) if added else None
+        if added:
+            return Lock(key, token)
+        # A refused `add` is also what the client answers, without an error, once it has
+        # marked every server dead: only a holder we can read proves the lock is taken.
+        holder = self._call(self._client.get, self._key(key))
+        if holder is _DOWN or holder is None:
+            self._warn(ConnectionError("memcached answers nothing"))
+            return Lock(key, token, degraded=True)
+        return None
 
     def release(self, lock: Lock) -> bool:
         # CAS with a negative expiry drops the item atomically, and only if it is still ours.

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.pool import NullPool
 
 from stillhouse.config import Settings
@@ -111,3 +111,13 @@ def check_database(engine: Engine) -> str:
             "use MariaDB >= 10.6 or MySQL >= 8.0"
         )
     return version
+
+
+def is_outage(exc: DBAPIError) -> bool:
+    """The database went away (refused, lost, shut down), as opposed to a bad statement:
+    worth retrying once it is back."""
+    if exc.connection_invalidated:
+        return True
+    text = str(exc.orig).lower()
+    words = ("connect", "gone away", "lost connection", "refused", "shutdown", "timed out")
+    return any(word in text for word in words)

@@ -87,6 +87,11 @@ def test_memcached_down_fails_open_and_recovers(memcached: MemcachedServer) -> N
     degraded = locks.acquire("reaper", ttl_s=30)
     assert degraded is not None and degraded.degraded
     assert locks.release(degraded)
+    # Once the client has marked the server dead it answers a refused `add` without an
+    # error: that must still fail open, never read as "someone else holds it".
+    for n in range(5):
+        lock = locks.acquire(f"interaction:{n}", ttl_s=30)
+        assert lock is not None and lock.degraded, n
     assert locks.hit("user:1", limit=1, window_s=60).allowed
     memcached.start()
     recovered = wait_until(

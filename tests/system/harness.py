@@ -1,0 +1,112 @@
+"""The deployed system for system tests: runpod worker processes (our handler, each with
+its ComfyUI double), masters and a bot process, against the Discord emulator and the
+RunPod double, all on one database, memcached and S3."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from stillhouse.queue import GenerationQueue, SendQueue
+from stillhouse.schemas.states import DeliveryStatus, JobStatus
+from tests.bot.conftest import REPO
+from tests.bot.harness import CHANNEL, GUILD, OTHER_USER, USER, queued_id
+from tests.doubles.discord import DiscordEmulator, Interaction
+from tests.master.cluster import Cluster, base_env, storage_env
+from tests.master.outcomes import assert_exactly_one_visible_outcome
+from tests.support import wait_until
+
+BOT = "bot"
+
+
+@dataclass
+class System:
+    """Processes started through `cluster`; the test drives them through `emu`."""
+
+    cluster: Cluster
+    emu: DiscordEmulator
+
+    def front_env(self, name: str) -> dict[str, str]:
+        """What the bot and the API processes share: the queue, memcached, S3, workflows."""
+        cluster = self.cluster
+        return {
+            **base_env(),
+            **storage_env(cluster.storage),
+            "STILLHOUSE_DATABASE__URL": cluster.database_url,
+            "STILLHOUSE_MEMCACHED__SERVERS": cluster.memcached,
+            "STILLHOUSE_WORKFLOWS__DIR": str(REPO / "workflows"),
+            "STILLHOUSE_DATA_DIR": str(cluster.tmp / name),
+            "STILLHOUSE_LOG__FORMAT": "text",
+            "STILLHOUSE_INTAKE__PER_MINUTE": "1000",
+            "STILLHOUSE_INTAKE__MAX_ACTIVE_JOBS": "100",
+            "STILLHOUSE_QUEUE__BACKOFF_BASE_S": "0.5",
+            "STILLHOUSE_QUEUE__BACKOFF_MAX_S": "5",
+        }
+
+    def start(self, *, workers: int, masters: int, **bot_env: str) -> None:
+        """Workers, masters and one bot process (all shards); returns once it is synced."""
+        for n in range(workers):
+            self.cluster.start_worker(f"w{n}")
+        for n in range(masters):
+            self.cluster.start_master(f"m{n}")
+        env = {
+            **self.front_env(BOT),
+            "STILLHOUSE_BOT__TOKEN": self.emu.token,
+            "STILLHOUSE_BOT__DELIVERY_INTERVAL_S": "0.1",
+            **bot_env,
+        }
+        bot = [sys.executable, "-m", "tests.bot.bot_process", self.emu.api_base]
+        self.cluster._spawn(BOT, [*bot, self.emu.gateway_url], env)
+        self.emu.wait_ready(sessions=1, timeout_s=60)
+        wait_until(lambda: self.emu.commands.get(None), 60, what="the bot's commands synced")
+
+    def serve(self, count: int, label: str = "lighthouse") -> tuple[list[Interaction], list[str]]:
+        """`count` /serve requests (fast preset) and the job ids they were queued as."""
+        served = [
+            self.emu.slash_command(
+                GUILD,
+                CHANNEL,
+                (USER, OTHER_USER)[n % 2],
+                "serve",
+                options={"prompt": f"{label} {n}", "mode": "fast"},
+            )
+            for n in range(count)
+        ]
+        return served, [queued_id(ix) for ix in served]
+
+    def settle(
+        self,
+        served: list[Interaction],
+        ids: list[str],
+        queue: GenerationQueue,
+        sends: SendQueue,
+        engine: Engine,
+        timeout_s: float = 240,
+    ) -> dict[str, JobStatus]:
+        """Wait until every request was answered; check each got exactly one visible
+        outcome (a result or a failure message), delivered exactly once."""
+        self.cluster.wait_for_outcomes(queue, engine, timeout_s=timeout_s)
+        jobs = assert_exactly_one_visible_outcome(engine, ids)
+
+        def delivered() -> bool:
+            rows = [row for job in map(queue.get, ids) if job for row in sends.for_job(job.id)]
+            return all(row.status in (DeliveryStatus.SENT, DeliveryStatus.FAILED) for row in rows)
+
+        wait_until(delivered, timeout_s, 0.2, what="every outcome delivered")
+        wait_until(lambda: all(ix.followups for ix in served), 30, what="every follow-up")
+        for ix, public_id in zip(served, ids, strict=True):
+            [message] = ix.followups  # exactly one: never answered twice
+            assert public_id in message.content
+            job = queue.get(public_id)
+            assert job is not None
+            if jobs[public_id] is JobStatus.SUCCEEDED:
+                assert message.attachments, f"{public_id}: a result without its image"
+            [row] = sends.for_job(job.id)
+            assert row.status is DeliveryStatus.SENT, (public_id, row.status, row.last_error)
+        return jobs
+
+    def alive(self) -> list[str]:
+        """Processes still running (none of them restarted by the test)."""
+        return [name for name, p in self.cluster.processes.items() if p.poll() is None]
