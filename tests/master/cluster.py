@@ -49,7 +49,7 @@ class Cluster:
 
     tmp: Path
     double: RunPodDouble
-    storage: StorageSettings
+    storage: StorageSettings | None
     database_url: str
     memcached: str = ""
     master_env: dict[str, str] = field(default_factory=dict)
@@ -74,7 +74,7 @@ class Cluster:
     def start_master(self, name: str, **settings: str) -> None:
         env = {
             **base_env(),
-            **storage_env(self.storage),
+            **(storage_env(self.storage) if self.storage else {}),
             "STILLHOUSE_DATA_DIR": str(self.tmp / name),
             "STILLHOUSE_LOG__FORMAT": "text",
             "STILLHOUSE_DATABASE__URL": self.database_url,

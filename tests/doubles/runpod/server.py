@@ -13,6 +13,7 @@ import contextlib
 import json
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import ClientSession, ClientTimeout, web
@@ -23,12 +24,28 @@ LONG_POLL_S = 1.0
 SWEEP_S = 0.1
 
 
+@dataclass(frozen=True)
+class SimulatedWorkers:
+    """A pool of `count` workers inside the double, each job taking `service_s`, each
+    answering `output` (the worker's output contract) — no worker processes."""
+
+    count: int
+    service_s: float
+    output: dict[str, Any]
+
+
 class RunPodDouble:
     """Start with `start()`; `base_url` for the client SDK, `worker_env()` for workers."""
 
-    def __init__(self, endpoint_id: str = "stillhouse-test", **knobs: float) -> None:
+    def __init__(
+        self,
+        endpoint_id: str = "stillhouse-test",
+        simulated: SimulatedWorkers | None = None,
+        **knobs: float,
+    ) -> None:
         self.endpoint_id = endpoint_id
         self.state = EndpointState(**knobs)  # type: ignore[arg-type]
+        self.simulated = simulated
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -108,10 +125,14 @@ class RunPodDouble:
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self._sweeper = asyncio.create_task(self._sweep())
+        self._simulations: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(self.simulated.count if self.simulated else 1)
         self._http = ClientSession(timeout=ClientTimeout(total=5))
 
     async def _shutdown(self) -> None:
         self._sweeper.cancel()
+        for task in self._simulations:
+            task.cancel()
         await self._http.close()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -137,8 +158,26 @@ class RunPodDouble:
         job = self.state.add(await request.json())
         if job.fate is Fate.LOSE:
             asyncio.get_running_loop().call_later(self.state.lose_after_s, self._forget, job.id)
+        if self.simulated is not None:
+            task = asyncio.create_task(self._simulate(job, self.simulated))
+            self._simulations.add(task)
+            task.add_done_callback(self._simulations.discard)
         self._touch()
         return web.json_response({"id": job.id, "status": job.status})
+
+    async def _simulate(self, job: Job, simulated: SimulatedWorkers) -> None:
+        """A worker of the simulated pool takes the job when one is free and answers
+        after the fixed service time (the soak test's GPUs)."""
+        async with self._slots:
+            if job.status != "IN_QUEUE" or job.id not in self.state.jobs:
+                return
+            job.status, job.worker, job.started = "IN_PROGRESS", "simulated", time.monotonic()
+            await asyncio.sleep(simulated.service_s)
+            output = dict(simulated.output)
+            output["images"] = [dict(i) for i in output.get("images", [])]
+            self.state.finish(job, "COMPLETED", output=output)
+            self._touch()
+        await self._webhook(job)  # the worker is free again; RunPod's control plane calls
 
     def _forget(self, job_id: str) -> None:
         self.state.jobs.pop(job_id, None)
@@ -230,6 +269,9 @@ class RunPodDouble:
     async def _finish(self, job: Job, status: str, **result: Any) -> None:
         self.state.finish(job, status, **result)
         self._touch()
+        await self._webhook(job)
+
+    async def _webhook(self, job: Job) -> None:
         if job.webhook:
             with contextlib.suppress(Exception):  # RunPod's webhooks are best effort too
                 async with self._http.post(job.webhook, json=job.public()):
@@ -237,6 +279,8 @@ class RunPodDouble:
 
     async def _sweep(self) -> None:
         """Jobs whose worker stopped pinging fail, as RunPod fails them."""
+        if self.simulated is not None:
+            return  # no worker processes to lose
         while True:
             await asyncio.sleep(SWEEP_S)
             now = time.monotonic()
