@@ -81,7 +81,9 @@ def test_metrics_count_what_the_master_did(
 
     def scraped() -> str | None:
         text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-        return text if 'stillhouse_queue_depth{status="succeeded"} 3.0' in text else None
+        # The gauge counts what is waiting or in flight: nothing, once all three are done.
+        depth = ('stillhouse_queue_depth{status="queued"} 0.0', 'status="running"} 0.0')
+        return text if all(d in text for d in depth) else None
 
     text = wait_until(scraped, timeout_s=20, what="the queue depth gauge")
     assert "stillhouse_jobs_claimed_total 3.0" in text
