@@ -15,7 +15,7 @@ from stillhouse.workflows.loader import WorkflowCatalog
 from stillhouse.workflows.node_schemas import NodeSchemas
 from stillhouse.workflows.validator import GraphError, validate_graph
 from tests.doubles.comfy.behaviour import Behaviour
-from tests.doubles.comfy.execution import OUTPUT_NODES, Executor, Prompt, new_prompt_id
+from tests.doubles.comfy.prompt_runner import OUTPUT_NODES, Executor, Prompt, new_prompt_id
 
 ROOT = Path(__file__).resolve().parents[3]
 CAPTURES = ROOT / "tests" / "fixtures" / "comfy" / "captures"
