@@ -145,7 +145,7 @@ def through_the_system(
                 "STILLHOUSE_BOT__DELIVERY_INTERVAL_S": "0.01",
                 "STILLHOUSE_BOT__TOKEN": emu.token,
             }
-            cluster._spawn(
+            cluster.spawn(
                 "bot",
                 [sys.executable, "-m", "tests.bot.bot_process", emu.api_base, emu.gateway_url],
                 env,

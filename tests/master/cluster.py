@@ -28,7 +28,10 @@ ROOT = Path(__file__).resolve().parents[2]
 GRAPH = ComfyGraph.model_validate(captured("txt2img_64_s1"))
 
 
-def storage_env(storage: StorageSettings) -> dict[str, str]:
+def storage_env(storage: StorageSettings | None) -> dict[str, str]:
+    """S3 settings for a child process; none when the test gives local storage itself."""
+    if storage is None:
+        return {}
     assert storage.s3_bucket and storage.s3_access_key_id and storage.s3_secret_access_key
     return {
         "STILLHOUSE_STORAGE__BACKEND": "s3",
@@ -69,12 +72,12 @@ class Cluster:
             ),
             "STILLHOUSE_WORKER__ALLOWED_INPUT_HOSTS": "127.0.0.1",
         }
-        self._spawn(name, [sys.executable, "-m", "worker"], env)
+        self.spawn(name, [sys.executable, "-m", "worker"], env)
 
     def start_master(self, name: str, **settings: str) -> None:
         env = {
             **base_env(),
-            **(storage_env(self.storage) if self.storage else {}),
+            **storage_env(self.storage),
             "STILLHOUSE_DATA_DIR": str(self.tmp / name),
             "STILLHOUSE_LOG__FORMAT": "text",
             "STILLHOUSE_DATABASE__URL": self.database_url,
@@ -97,9 +100,9 @@ class Cluster:
             **self.master_env,
             **{f"STILLHOUSE_{k.upper()}": v for k, v in settings.items()},
         }
-        self._spawn(name, [sys.executable, "-m", "stillhouse", "master"], env)
+        self.spawn(name, [sys.executable, "-m", "stillhouse", "master"], env)
 
-    def _spawn(self, name: str, command: list[str], env: dict[str, str]) -> None:
+    def spawn(self, name: str, command: list[str], env: dict[str, str]) -> None:
         (self.tmp / name).mkdir(parents=True, exist_ok=True)
         with (self.tmp / name / "process.log").open("ab") as log:
             self.processes[name] = subprocess.Popen(

@@ -160,7 +160,7 @@ def test_the_local_backend_uses_workers_that_already_run(
         "STILLHOUSE_WORKER__COMFY_COMMAND": double_command(comfy_port),
     }
     serve = ["--rp_serve_api", "--rp_api_host", "127.0.0.1", "--rp_api_port", str(worker_port)]
-    cluster._spawn("gpu", [sys.executable, "-m", "worker", *serve], worker_env)
+    cluster.spawn("gpu", [sys.executable, "-m", "worker", *serve], worker_env)
     ids = enqueue(queue, 3)
     cluster.master_env = {
         "STILLHOUSE_MASTER__BACKEND": "local",

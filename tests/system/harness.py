@@ -21,6 +21,21 @@ from tests.support import wait_until
 BOT = "bot"
 
 
+def front_env(cluster: Cluster, name: str) -> dict[str, str]:
+    """What the bot and the API processes share: the queue, memcached, storage, workflows."""
+    return {
+        **base_env(),
+        **storage_env(cluster.storage),
+        "STILLHOUSE_DATABASE__URL": cluster.database_url,
+        "STILLHOUSE_MEMCACHED__SERVERS": cluster.memcached,
+        "STILLHOUSE_WORKFLOWS__DIR": str(REPO / "workflows"),
+        "STILLHOUSE_DATA_DIR": str(cluster.tmp / name),
+        "STILLHOUSE_LOG__FORMAT": "text",
+        "STILLHOUSE_INTAKE__PER_MINUTE": "1000",
+        "STILLHOUSE_INTAKE__MAX_ACTIVE_JOBS": "100",
+    }
+
+
 @dataclass
 class System:
     """Processes started through `cluster`; the test drives them through `emu`."""
@@ -29,18 +44,9 @@ class System:
     emu: DiscordEmulator
 
     def front_env(self, name: str) -> dict[str, str]:
-        """What the bot and the API processes share: the queue, memcached, S3, workflows."""
-        cluster = self.cluster
+        """The shared front settings, with retries quick enough for an outage test."""
         return {
-            **base_env(),
-            **storage_env(cluster.storage),
-            "STILLHOUSE_DATABASE__URL": cluster.database_url,
-            "STILLHOUSE_MEMCACHED__SERVERS": cluster.memcached,
-            "STILLHOUSE_WORKFLOWS__DIR": str(REPO / "workflows"),
-            "STILLHOUSE_DATA_DIR": str(cluster.tmp / name),
-            "STILLHOUSE_LOG__FORMAT": "text",
-            "STILLHOUSE_INTAKE__PER_MINUTE": "1000",
-            "STILLHOUSE_INTAKE__MAX_ACTIVE_JOBS": "100",
+            **front_env(self.cluster, name),
             "STILLHOUSE_QUEUE__BACKOFF_BASE_S": "0.5",
             "STILLHOUSE_QUEUE__BACKOFF_MAX_S": "5",
         }
@@ -58,7 +64,7 @@ class System:
             **bot_env,
         }
         bot = [sys.executable, "-m", "tests.bot.bot_process", self.emu.api_base]
-        self.cluster._spawn(BOT, [*bot, self.emu.gateway_url], env)
+        self.cluster.spawn(BOT, [*bot, self.emu.gateway_url], env)
         self.emu.wait_ready(sessions=1, timeout_s=60)
         wait_until(lambda: self.emu.commands.get(None), 60, what="the bot's commands synced")
 

@@ -20,13 +20,13 @@ from sqlalchemy.engine import make_url
 
 from stillhouse.schemas.states import DeliveryStatus, JobStatus
 from stillhouse.services import Services
-from tests.bot.conftest import REPO
 from tests.bot.harness import CHANNEL, GUILD, OTHER_USER, USER, queued_id
 from tests.conftest import MemcachedServer
 from tests.doubles.discord import DiscordEmulator
-from tests.master.cluster import Cluster, base_env, storage_env
+from tests.master.cluster import Cluster
 from tests.master.outcomes import assert_exactly_one_visible_outcome
 from tests.support import free_port, wait_until
+from tests.system.harness import front_env
 
 REQUESTS = 50
 WORKERS = 4
@@ -36,20 +36,9 @@ S3_SECRET = "s3-secret-" + secrets.token_hex(8)
 API_KEY = "api-key-" + secrets.token_hex(12)
 
 
-def front_env(cluster: Cluster, memcached: str, name: str) -> dict[str, str]:
-    """What the bot and the API processes share: the queue, memcached, S3, workflows."""
-    return {
-        **base_env(),
-        **storage_env(cluster.storage),
-        "STILLHOUSE_DATABASE__URL": cluster.database_url,
-        "STILLHOUSE_MEMCACHED__SERVERS": memcached,
-        "STILLHOUSE_WORKFLOWS__DIR": str(REPO / "workflows"),
-        "STILLHOUSE_DATA_DIR": str(cluster.tmp / name),
-        "STILLHOUSE_LOG__FORMAT": "text",
-        "STILLHOUSE_INTAKE__PER_MINUTE": "1000",
-        "STILLHOUSE_INTAKE__MAX_ACTIVE_JOBS": "100",
-        "STILLHOUSE_API__KEYS": f"e2e:{API_KEY}",
-    }
+def e2e_front_env(cluster: Cluster, name: str) -> dict[str, str]:
+    """The shared front settings, with the API key the test uses."""
+    return {**front_env(cluster, name), "STILLHOUSE_API__KEYS": f"e2e:{API_KEY}"}
 
 
 def with_password(url: str) -> str:
@@ -90,15 +79,15 @@ def test_serve_and_api_requests_each_arrive_once_through_every_real_part(
     for name in ("m0", "m1"):
         cluster.start_master(name)
     bot_env = {
-        **front_env(cluster, memcached.address, "bot"),
+        **e2e_front_env(cluster, "bot"),
         "STILLHOUSE_BOT__TOKEN": emu.token,
         "STILLHOUSE_BOT__DELIVERY_INTERVAL_S": "0.1",
     }
     bot = [sys.executable, "-m", "tests.bot.bot_process", emu.api_base, emu.gateway_url]
-    cluster._spawn("bot", bot, bot_env)
+    cluster.spawn("bot", bot, bot_env)
     port = free_port()
-    api_env = {**front_env(cluster, memcached.address, "api"), "STILLHOUSE_API__PORT": str(port)}
-    cluster._spawn("api", [sys.executable, "-m", "stillhouse", "api"], api_env)
+    api_env = {**e2e_front_env(cluster, "api"), "STILLHOUSE_API__PORT": str(port)}
+    cluster.spawn("api", [sys.executable, "-m", "stillhouse", "api"], api_env)
     api = f"http://127.0.0.1:{port}"
 
     emu.wait_ready(sessions=1, timeout_s=60)

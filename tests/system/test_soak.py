@@ -8,7 +8,6 @@ and the queue wait, and checks that nothing is lost or delivered twice.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import statistics
 import sys
@@ -20,16 +19,17 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select
 
-from stillhouse.config import QueueSettings
+from stillhouse.config import QueueSettings, StorageSettings
 from stillhouse.db.models import Delivery, GenerationJob
 from stillhouse.queue import GenerationQueue
-from tests.bot.conftest import REPO
+from stillhouse.storage.local import LocalStorage
 from tests.bot.harness import png
 from tests.conftest import MemcachedServer
 from tests.doubles.discord import DiscordEmulator, GuildSpec, Interaction
 from tests.doubles.runpod.server import RunPodDouble, SimulatedWorkers
-from tests.master.cluster import Cluster, base_env
+from tests.master.cluster import Cluster
 from tests.support import free_port, wait_until
+from tests.system.harness import front_env
 
 REQUESTS = int(os.environ.get("STILLHOUSE_SOAK_REQUESTS", "10000"))
 WORKERS = 60
@@ -63,21 +63,9 @@ def soak_emu() -> Iterator[DiscordEmulator]:
 
 def simulated_output(images: Path) -> dict[str, object]:
     """What every simulated worker answers: one small image, stored once."""
-    data = png()
-    target = images / IMAGE_KEY
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(data)
-    target.with_name(target.name + ".content-type").write_text("image/png")
-    image = {
-        "key": IMAGE_KEY,
-        "bucket": "local",
-        "content_type": "image/png",
-        "width": 64,
-        "height": 48,
-        "bytes": len(data),
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "node_id": "9",
-    }
+    storage = LocalStorage(images, StorageSettings())
+    stored = storage.put(IMAGE_KEY, png(), "image/png")
+    image = {**stored.model_dump(), "width": 64, "height": 48, "node_id": "9"}
     return {"images": [image], "comfy": {"prompt_id": "simulated", "version": "simulated"}}
 
 
@@ -93,7 +81,7 @@ def test_soak_ten_thousand_requests(
     output = simulated_output(images)
     double = RunPodDouble(simulated=SimulatedWorkers(WORKERS, SERVICE_S, output)).start()
     storage = {"STILLHOUSE_STORAGE__BACKEND": "local", "STILLHOUSE_STORAGE__LOCAL_DIR": str(images)}
-    cluster = Cluster(tmp_path, double, None, mariadb_url, memcached.address)  # type: ignore[arg-type]
+    cluster = Cluster(tmp_path, double, None, mariadb_url, memcached.address)
     cluster.master_env = dict(storage)
     try:
         for n in range(MASTERS):
@@ -112,13 +100,8 @@ def test_soak_ten_thousand_requests(
             )
         for shard in range(SHARDS):
             env = {
-                **base_env(),
+                **front_env(cluster, f"bot{shard}"),
                 **storage,
-                "STILLHOUSE_DATABASE__URL": mariadb_url,
-                "STILLHOUSE_MEMCACHED__SERVERS": memcached.address,
-                "STILLHOUSE_WORKFLOWS__DIR": str(REPO / "workflows"),
-                "STILLHOUSE_DATA_DIR": str(tmp_path / f"bot{shard}"),
-                "STILLHOUSE_LOG__FORMAT": "text",
                 "STILLHOUSE_LOG__LEVEL": "WARNING",
                 "STILLHOUSE_INTAKE__PER_MINUTE": "10000",
                 "STILLHOUSE_INTAKE__MAX_ACTIVE_JOBS": "1000",
@@ -129,7 +112,7 @@ def test_soak_ten_thousand_requests(
             }
             command = [sys.executable, "-m", "tests.bot.bot_process", emu.api_base]
             shards = ["--shard-ids", str(shard), "--shard-count", str(SHARDS)]
-            cluster._spawn(f"bot{shard}", [*command, emu.gateway_url, *shards], env)
+            cluster.spawn(f"bot{shard}", [*command, emu.gateway_url, *shards], env)
         emu.wait_ready(sessions=SHARDS, timeout_s=90)
         wait_until(lambda: emu.commands.get(None), 60, what="commands synced by shard 0")
 
