@@ -33,7 +33,7 @@ from tests.system.harness import front_env
 
 REQUESTS = int(os.environ.get("STILLHOUSE_SOAK_REQUESTS", "10000"))
 WORKERS = 60
-SERVICE_S = float(os.environ.get("STILLHOUSE_SOAK_SERVICE_S", "1.0"))
+SERVICE_S = float(os.environ.get("STILLHOUSE_SOAK_SERVICE_S", "1.5"))
 MASTERS = 5
 SHARDS = 3
 USERS = 500
@@ -41,7 +41,7 @@ DEADLINE_S = 540
 TARGET = 0.95
 IMAGE_KEY = "stillhouse/soak/result.png"
 
-pytestmark = pytest.mark.soak
+pytestmark = [pytest.mark.soak, pytest.mark.timeout(DEADLINE_S + 60)]
 
 
 def guild_on(shard: int) -> int:
