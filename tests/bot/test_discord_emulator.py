@@ -1,12 +1,14 @@
 """The Discord emulator, driven by the real discord.py: login, sync, slash commands, follow-ups
-with files, components, sharding, faults and Discord's clock rules."""
+with files, components, sharding, faults, Discord's clock rules, enforced nonces, history,
+edit revisions and write hooks."""
 
 from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, ClassVar
 
 import discord
@@ -19,16 +21,21 @@ from tests.doubles.discord import (
     ClientThread,
     DiscordEmulator,
     GuildSpec,
+    Interaction,
+    Message,
+    Revision,
+    WriteEvent,
 )
 from tests.support import wait_until
 
 # (id >> 22) is even for GUILD and odd for OTHER_GUILD: shards 0 and 1 of 2.
 GUILD = (1_200_000_000_000_000_000 >> 23) << 23
 OTHER_GUILD = GUILD + (1 << 22)
-CHANNEL, OTHER_CHANNEL, HIDDEN_CHANNEL = (
+CHANNEL, OTHER_CHANNEL, HIDDEN_CHANNEL, NO_HISTORY_CHANNEL = (
     1_200_000_000_000_000_101,
     1_200_000_000_000_000_102,
     1_200_000_000_000_000_103,
+    1_200_000_000_000_000_104,
 )
 OWNER, USER, ADMIN = 1_200_000_000_000_000_201, 1_200_000_000_000_000_202, 1_200_000_000_000_000_203
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -48,6 +55,7 @@ def emu() -> Iterator[DiscordEmulator]:
             admin_ids={ADMIN},
             upload_limit=2**20,
             no_access_channel_ids=[HIDDEN_CHANNEL],
+            no_history_channel_ids=[NO_HISTORY_CHANNEL],
         ),
         GuildSpec(id=OTHER_GUILD, name="Other", channel_ids=[OTHER_CHANNEL], owner_id=OWNER),
     ]
@@ -312,6 +320,7 @@ def test_deferred_then_followup_edits_the_thinking_message(emu: DiscordEmulator)
             1,
         )
         assert (second.content, second.ephemeral) == ("and a second one", False)
+        assert [r.content for r in ix.original.revisions] == ["", "here is a"]
 
 
 def test_late_ack_is_unknown_interaction(emu: DiscordEmulator) -> None:
@@ -431,3 +440,300 @@ def test_callback_file_channel_edits_replies_and_dms(emu: DiscordEmulator) -> No
 
         sent = bot.call(dm())
         assert [m.content for m in emu.channel_messages(sent.channel.id)] == ["your image is ready"]
+
+
+# -- enforced nonces, history, revisions, write hooks, @original -----------------------------
+
+
+async def collect(messages: AsyncIterator[discord.Message]) -> list[discord.Message]:
+    return [m async for m in messages]
+
+
+def text_channel(client: discord.Client, channel_id: int) -> discord.TextChannel:
+    channel = client.get_channel(channel_id)
+    assert isinstance(channel, discord.TextChannel)
+    return channel
+
+
+def original_of(ix: Interaction, edits: int = 0) -> Message:
+    """The interaction's original response, once it has had `edits` edits."""
+    wait_until(
+        lambda: ix.original is not None and ix.original.edits >= edits,
+        timeout_s=5,
+        what=f"the original response of {ix.name!r} edited {edits} times",
+    )
+    assert ix.original is not None
+    return ix.original
+
+
+def api(emu: DiscordEmulator, method: str, path: str, **kwargs: Any) -> requests.Response:
+    """A bot-authorized request, for what discord.py never sends."""
+    headers = {"Authorization": f"Bot {emu.token}"}
+    return requests.request(method, emu.api_base + path, headers=headers, timeout=5, **kwargs)
+
+
+def test_enforced_nonce_returns_the_first_message_and_creates_nothing(
+    emu: DiscordEmulator,
+) -> None:
+    client = make_bot({})
+    created: list[int] = []
+
+    @client.event
+    async def on_message(message: discord.Message) -> None:
+        created.append(message.id)
+
+    writes: list[WriteEvent] = []
+    emu.after_write(writes.append)
+    with ClientThread(client, emu.token) as bot:
+        channel = text_channel(client, CHANNEL)
+        first = bot.call(channel.send("job 1 done", nonce="job-1"))
+        again = bot.call(channel.send("job 1 done, retried", nonce="job-1"))
+        assert (again.id, again.content) == (first.id, "job 1 done")
+        other = bot.call(channel.send("job 2 done", nonce="job-2"))
+        # One session gets events in order: job 2's MESSAGE_CREATE comes after any duplicate's.
+        wait_until(lambda: other.id in created, timeout_s=5, what="job 2's MESSAGE_CREATE")
+        assert created == [first.id, other.id]
+        assert [w.kind for w in writes] == ["channel_post", "channel_post"]
+        assert [(m.id, m.nonce) for m in emu.channel_messages(CHANNEL)] == [
+            (first.id, "job-1"),
+            (other.id, "job-2"),
+        ]
+
+        # Without enforce_nonce (discord.py always sends it) a repeat is a new message.
+        path = f"/channels/{CHANNEL}/messages"
+        plain = [api(emu, "POST", path, json={"content": "x", "nonce": "job-9"}) for _ in "ab"]
+        assert [r.status_code for r in plain] == [200, 200]
+        assert plain[0].json()["id"] != plain[1].json()["id"]
+
+        assert emu.nonce_window_s == 120.0
+        emu.advance(emu.nonce_window_s + 1)  # past the window the nonce is free again
+        later = bot.call(channel.send("job 1 again", nonce="job-1"))
+        assert later.id != first.id
+
+        doomed = bot.call(channel.send("oops", nonce="job-3"))
+        bot.call(doomed.delete())
+        with pytest.raises(discord.NotFound) as deleted:  # as discord.py documents
+            bot.call(channel.send("oops", nonce="job-3"))
+        assert deleted.value.code == 10008
+
+        with pytest.raises(discord.HTTPException) as too_long:
+            bot.call(channel.send("x", nonce="n" * 26))
+        assert (too_long.value.status, too_long.value.code) == (400, 50035)
+        assert "In nonce: Must be 25 or fewer in length." in too_long.value.text
+
+
+def test_history_pages_newest_first_across_apis(emu: DiscordEmulator) -> None:
+    client = make_bot({})
+    with ClientThread(client, emu.token) as bot:
+        ix = emu.slash_command(GUILD, CHANNEL, USER, "serve", options={"prompt": "a"})
+        followup = ix.wait_followups(1)[0]
+        original = original_of(ix, edits=1)
+        emu.click(followup, "stillhouse:again", USER).wait_response()  # ephemeral: not listed
+        channel = text_channel(client, CHANNEL)
+        posts = [bot.call(channel.send(f"post {n}")) for n in range(3)]
+        bot.call(posts[1].delete())
+
+        listed = bot.call(collect(channel.history(limit=None)))
+        assert [m.id for m in listed] == [posts[2].id, posts[0].id, followup.id, original.id]
+        reply, done, post = listed[3], listed[2], listed[0]
+        assert (reply.content, reply.author.id, reply.webhook_id) == (
+            "served 'a'",
+            emu.bot_id,
+            emu.app_id,
+        )
+        assert reply.interaction_metadata is not None and reply.interaction_metadata.id == ix.id
+        assert [a.filename for a in done.attachments] == ["out.png"]
+        assert [c.custom_id for c in done.components[0].children] == [  # type: ignore[union-attr]
+            "stillhouse:again",
+            "retry:7",
+        ]
+        assert (post.content, post.webhook_id, post.interaction_metadata) == ("post 2", None, None)
+
+        after = bot.call(collect(channel.history(limit=2, after=original)))  # oldest first
+        assert [m.id for m in after] == [followup.id, posts[0].id]
+        before = bot.call(collect(channel.history(limit=1, before=posts[2])))
+        assert [m.id for m in before] == [posts[0].id]
+        around = bot.call(collect(channel.history(limit=3, around=followup)))
+        assert [m.id for m in around] == [posts[0].id, followup.id, original.id]
+
+
+def test_history_limits_paging_and_permissions(emu: DiscordEmulator) -> None:
+    path = f"/channels/{OTHER_CHANNEL}/messages"
+    ids = [int(api(emu, "POST", path, json={"content": f"m{n}"}).json()["id"]) for n in range(120)]
+    page = api(emu, "GET", path)
+    assert [int(m["id"]) for m in page.json()] == ids[::-1][:50]  # default limit 50
+    assert [int(m["id"]) for m in api(emu, "GET", path, params={"after": ids[9]}).json()] == (
+        ids[10:60][::-1]  # the 50 just after, newest first
+    )
+    for bad in ({"limit": 0}, {"limit": 101}, {"before": "x"}, {"before": 1, "after": 2}):
+        answer = api(emu, "GET", path, params=bad)
+        assert (answer.status_code, answer.json()["code"]) == (400, 50035), bad
+    assert requests.get(emu.api_base + path, timeout=5).status_code == 401
+
+    client = make_bot({})
+    with ClientThread(client, emu.token) as bot:
+        other = text_channel(client, OTHER_CHANNEL)
+        gets_before = sum(r.method == "GET" and r.path.endswith(path) for r in emu.requests)
+        everything = bot.call(collect(other.history(limit=None)))
+        assert [m.id for m in everything] == ids[::-1]
+        gets = sum(r.method == "GET" and r.path.endswith(path) for r in emu.requests)
+        assert gets - gets_before == 2  # 100, then 20
+        later = bot.call(collect(other.history(limit=150, after=discord.Object(ids[9]))))
+        assert [m.id for m in later] == ids[10:]
+
+        with pytest.raises(discord.Forbidden) as hidden:
+            bot.call(collect(text_channel(client, HIDDEN_CHANNEL).history(limit=5)))
+        assert hidden.value.code == 50001
+
+        blind = text_channel(client, NO_HISTORY_CHANNEL)
+        perms = blind.permissions_for(blind.guild.me)
+        assert (perms.send_messages, perms.read_message_history) == (True, False)
+        sent = bot.call(blind.send("visible, writable, but no history"))
+        assert bot.call(collect(blind.history(limit=10))) == []  # Discord: "no messages"
+        with pytest.raises(discord.Forbidden) as one:
+            bot.call(blind.fetch_message(sent.id))
+        assert one.value.code == 50013
+
+
+class Nested(discord.ui.LayoutView):
+    """Components v2: a button in a row in a container, and one as a section's accessory."""
+
+    box: discord.ui.Container[Nested] = discord.ui.Container(
+        discord.ui.ActionRow(discord.ui.Button(label="B", custom_id="in-row"))
+    )
+    section: discord.ui.Section[Nested] = discord.ui.Section(
+        "text", accessory=discord.ui.Button(label="C", custom_id="accessory")
+    )
+
+
+def test_revisions_keep_creation_and_every_edit(emu: DiscordEmulator) -> None:
+    client = make_bot({})
+    with ClientThread(client, emu.token) as bot:
+        ix = emu.slash_command(GUILD, CHANNEL, USER, "serve", options={"prompt": "a"})
+        followup = ix.wait_followups(1)[0]
+        original = original_of(ix)
+        first, edited = original.wait_revisions(2)  # callback type 4, then PATCH @original
+        assert (first.at, first.content) == (original.created_at, "queued 'a' x1")
+        assert (edited.at, edited.content) == (original.edited_at, "served 'a'")
+        assert followup.revisions == [
+            Revision(followup.created_at, "done", ("out.png",), ("stillhouse:again", "retry:7"))
+        ]
+
+        emu.advance(10)
+        emu.click(followup, "retry:7", USER).wait_response()  # callback type 7 edits it
+        latest = followup.wait_revisions(2)[-1]
+        assert latest == Revision(followup.edited_at or 0, "retrying job 7", ("out.png",), ())
+        assert latest.at >= followup.created_at + 10
+
+        channel = text_channel(client, CHANNEL)
+        sent = bot.call(channel.send("v1"))
+        png = discord.File(io.BytesIO(PNG), filename="b.png")
+        bot.call(sent.edit(content=None, attachments=[png], view=Nested()))
+        stored = emu.message(sent.id)
+        assert [(r.content, r.attachment_names, r.component_ids) for r in stored.revisions] == [
+            ("v1", (), ()),
+            ("", ("b.png",), ("in-row", "accessory")),
+        ]
+        copy = stored.revisions
+        copy.clear()  # a copy: the record keeps its own
+        assert len(stored.revisions) == 2
+
+
+def test_after_write_hooks_run_in_order_before_the_answer(
+    emu: DiscordEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR)
+    events: list[WriteEvent] = []
+    seen: list[tuple[str, str]] = []
+    entered, release = threading.Event(), threading.Event()
+
+    def broken(_event: WriteEvent) -> None:
+        raise RuntimeError("a broken hook")
+
+    def second(event: WriteEvent) -> None:
+        seen.append(("second", event.kind))
+
+    def hold(event: WriteEvent) -> None:
+        if event.kind == "channel_post":  # as a chaos test would kill the bot here
+            entered.set()
+            release.wait(5)
+
+    def first(event: WriteEvent) -> None:
+        events.append(event)
+        seen.append(("first", event.kind))
+
+    emu.after_write(broken)
+    emu.after_write(first)
+    handle = emu.after_write(second)
+    emu.after_write(hold)
+    client = make_bot({})
+    with ClientThread(client, emu.token) as bot:
+        ix = emu.slash_command(GUILD, CHANNEL, USER, "serve", options={"prompt": "a"})
+        followup = ix.wait_followups(1)[0]
+        wait_until(lambda: len(events) == 3, timeout_s=5, what="callback, follow-up, edit")
+        assert [(e.kind, e.interaction, e.token) for e in events] == [
+            ("callback", ix, ix.token),
+            ("followup", ix, ix.token),
+            ("webhook_edit", ix, ix.token),
+        ]
+        assert [e.message for e in events] == [ix.original, followup, ix.original]
+        assert not any("Authorization" in e.request_headers for e in events)
+
+        handle.remove()
+        handle.remove()  # again: nothing
+        channel = text_channel(client, CHANNEL)
+        pending = asyncio.run_coroutine_threadsafe(channel.send("posted"), bot.loop)
+        assert entered.wait(5)
+        [posted] = emu.channel_messages(CHANNEL)  # on Discord already...
+        assert posted.content == "posted" and not pending.done()  # ...the bot not told yet
+        release.set()
+        sent = pending.result(5)
+        assert sent.id == posted.id
+        bot.call(sent.edit(content="edited"))
+
+    assert [(e.kind, e.message, e.interaction, e.token) for e in events[3:]] == [
+        ("channel_post", posted, None, None),
+        ("channel_edit", posted, None, None),
+    ]
+    assert events[3].request_headers["Authorization"] == f"Bot {emu.token}"
+    kinds = ("callback", "followup", "webhook_edit")
+    assert seen == [
+        *((who, kind) for kind in kinds for who in ("first", "second")),
+        ("first", "channel_post"),
+        ("first", "channel_edit"),
+    ]
+    logged = [r.getMessage() for r in caplog.records if r.name == "tests.doubles.discord.hooks"]
+    assert [line.rsplit(" ", 1)[-1] for line in logged] == [*kinds, "channel_post", "channel_edit"]
+
+
+def test_original_response_needs_an_ack_and_a_live_message(emu: DiscordEmulator) -> None:
+    outcomes: list[tuple[str, int]] = []
+
+    async def attempt(step: str, call: Any) -> None:
+        try:
+            await call
+            outcomes.append((step, 200))
+        except discord.NotFound as exc:
+            outcomes.append((step, exc.code))
+
+    async def body(interaction: discord.Interaction, _prompt: str, _count: int) -> None:
+        await attempt("edit before ack", interaction.edit_original_response(content="early"))
+        await attempt("follow-up before ack", interaction.followup.send("early"))
+        await interaction.response.send_message("ack")
+        await attempt("edit after ack", interaction.edit_original_response(content="ok"))
+        await interaction.delete_original_response()
+        await attempt("edit deleted", interaction.edit_original_response(content="late"))
+        await attempt("get deleted", interaction.original_response())
+
+    with ClientThread(make_bot({}, body=body), emu.token):
+        ix = emu.slash_command(GUILD, CHANNEL, USER, "serve", options={"prompt": "a"})
+        wait_until(lambda: len(outcomes) == 5, timeout_s=5, what="the bot's five attempts")
+        assert outcomes == [
+            ("edit before ack", 10015),  # Unknown Webhook: the token works once acknowledged
+            ("follow-up before ack", 10015),
+            ("edit after ack", 200),
+            ("edit deleted", 10008),  # Unknown Message
+            ("get deleted", 10008),
+        ]
+        assert ix.original is not None and ix.original.deleted
+        assert [r.content for r in ix.original.revisions] == ["ack", "ok"]

@@ -15,8 +15,15 @@ See `server.DiscordEmulator` for the whole interface. Behaviours a bot must cope
 - The first follow-up after a deferral (callback type 5) edits the "thinking" message
   instead of creating one (Discord's documented rule), keeping its ephemerality.
 - Several discord.py clients in one process must share one `ClientThread` (one loop).
+- Create Message with `nonce` + `enforce_nonce` (discord.py always sends both) returns the
+  earlier message for a nonce repeated within `emu.nonce_window_s` (emulator clock).
+- `GET /channels/{id}/messages` pages a channel's history newest first; without Read
+  Message History (`GuildSpec.no_history_channel_ids`) it answers no messages.
+- Every message keeps `revisions` (creation, then each edit); `emu.after_write(hook)` runs
+  test code once a write has landed, before the bot hears back (chaos tests).
 """
 
+from tests.doubles.discord.hooks import WriteEvent, WriteHook
 from tests.doubles.discord.runner import ClientThread
 from tests.doubles.discord.server import DiscordEmulator
 from tests.doubles.discord.state import (
@@ -26,6 +33,7 @@ from tests.doubles.discord.state import (
     Interaction,
     Message,
     RequestRecord,
+    Revision,
     Session,
 )
 
@@ -38,5 +46,8 @@ __all__ = [
     "Interaction",
     "Message",
     "RequestRecord",
+    "Revision",
     "Session",
+    "WriteEvent",
+    "WriteHook",
 ]

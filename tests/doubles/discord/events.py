@@ -12,6 +12,7 @@ from typing import Any
 from tests.doubles.discord import payloads
 from tests.doubles.discord.state import (
     BASIC_PERMISSIONS,
+    READ_MESSAGE_HISTORY,
     SEND_MESSAGES,
     VIEW_CHANNEL,
     Attachment,
@@ -217,4 +218,6 @@ def upload_limit(state: State, guild_id: int | None) -> int:
 
 def app_permissions(state: State, ch: Channel) -> int:
     perms = BASIC_PERMISSIONS
+    if not ch.history_readable:
+        perms &= ~READ_MESSAGE_HISTORY
     return perms if ch.accessible else perms & ~(VIEW_CHANNEL | SEND_MESSAGES)

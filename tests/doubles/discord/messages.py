@@ -1,7 +1,8 @@
 """Message bodies: reading JSON or multipart, Discord's validation, creating and editing.
 
 The checks are the ones a bot trips in production: empty messages, 2000-character content,
-more than 10 files or embeds, uploads over the guild's limit, broken components.
+more than 10 files or embeds, uploads over the guild's limit, broken components, nonces
+over 25 characters. Every create and edit leaves a `Revision` on the message.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ import re
 from typing import Any
 
 from tests.doubles.discord.events import store_upload
-from tests.doubles.discord.state import EPHEMERAL, LOADING, Message, State
+from tests.doubles.discord.state import EPHEMERAL, LOADING, Message, Revision, State
 from tests.doubles.discord.wire import ApiError, Files, form_error
 
 MENTION = re.compile(r"<@!?(\d+)>")
 FLAGS_ALLOWED = EPHEMERAL | (1 << 2) | (1 << 12) | (1 << 15)  # + suppress embeds/notifs, v2
+NONCE_MAX_LENGTH = 25
 
 
 def check(payload: dict[str, Any], files: Files, upload_limit: int, *, creating: bool) -> None:
@@ -130,6 +132,45 @@ def _apply_attachments(
     msg.attachments = kept
 
 
+def check_nonce(payload: dict[str, Any]) -> None:
+    """Create Message: a nonce is at most 25 characters (Discord's documented limit)."""
+    nonce = payload.get("nonce")
+    if nonce is not None and len(str(nonce)) > NONCE_MAX_LENGTH:
+        message = f"Must be {NONCE_MAX_LENGTH} or fewer in length."
+        raise form_error("nonce", "BASE_TYPE_MAX_LENGTH", message)
+
+
+def earlier_with_nonce(state: State, channel_id: int, payload: dict[str, Any]) -> Message | None:
+    """With `enforce_nonce`, the message the same author made with this nonce in this channel
+    within `state.nonce_window_s` (deleted ones included: Discord then answers 10008)."""
+    nonce = payload.get("nonce")
+    if nonce is None or not payload.get("enforce_nonce"):
+        return None
+    msg = state.nonces.get((channel_id, state.bot_id, str(nonce)))
+    if msg is None or msg.created_at < state.clock.now() - state.nonce_window_s:
+        return None
+    return msg
+
+
+def component_ids(rows: list[dict[str, Any]]) -> tuple[str, ...]:
+    """Every custom_id on a message, depth first: rows, containers, sections' accessories."""
+    ids: list[str] = []
+    for comp in rows:
+        if comp.get("custom_id") is not None:
+            ids.append(str(comp["custom_id"]))
+        nested = list(comp.get("components") or [])
+        if "accessory" in comp:
+            nested.append(comp["accessory"])
+        ids.extend(component_ids(nested))
+    return tuple(ids)
+
+
+def record_revision(msg: Message, at: float) -> None:
+    """Keep what the message looks like now (the caller holds the state lock)."""
+    names = tuple(a.filename for a in msg.attachments)
+    msg._revisions.append(Revision(at, msg.content, names, component_ids(msg.components)))
+
+
 def new_message(
     state: State,
     channel_id: int,
@@ -142,10 +183,15 @@ def new_message(
     """Create and store a message from a create payload (`flags` may be given to override)."""
     fields.setdefault("flags", int(payload.get("flags") or 0) & FLAGS_ALLOWED)
     now = state.clock.now()
-    msg = Message(state.ids.next(), channel_id, guild_id, state.bot_id, via, now, **fields)
+    msg = Message(
+        state.ids.next(), channel_id, guild_id, state.bot_id, via, now, _cond=state.cond, **fields
+    )
     msg.nonce = payload.get("nonce")
     apply(state, msg, payload, files, creating=True)
+    record_revision(msg, now)
     state.messages[msg.id] = msg
+    if msg.nonce is not None:
+        state.nonces[(channel_id, msg.author_id, str(msg.nonce))] = msg
     return msg
 
 
@@ -154,3 +200,4 @@ def edit(state: State, msg: Message, payload: dict[str, Any], files: Files) -> N
     msg.flags &= ~LOADING  # the first edit of a deferred response replaces "thinking…"
     msg.edits += 1
     msg.edited_at = state.clock.now()
+    record_revision(msg, msg.edited_at)

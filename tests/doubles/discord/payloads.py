@@ -12,6 +12,7 @@ from typing import Any
 from tests.doubles.discord.state import (
     BASIC_PERMISSIONS,
     MANAGE_GUILD,
+    READ_MESSAGE_HISTORY,
     VIEW_CHANNEL,
     Attachment,
     Channel,
@@ -136,10 +137,14 @@ def channel(state: State, ch: Channel) -> dict[str, Any]:
             "flags": 0,
             "recipients": [user(ch.recipient_id or 0)],
         }
+    # What the bot is denied here, as an overwrite, so discord.py's permissions_for agrees
+    # with the 403s: no View Channel is 50001; no Read Message History hides the history.
+    deny = (0 if ch.accessible else VIEW_CHANNEL) | (
+        0 if ch.history_readable else READ_MESSAGE_HISTORY
+    )
     overwrites = []
-    if not ch.accessible:  # the bot cannot see it: that is what a 403 50001 comes from
-        deny = str(VIEW_CHANNEL)
-        overwrites.append({"id": str(state.bot_id), "type": 1, "allow": "0", "deny": deny})
+    if deny:
+        overwrites.append({"id": str(state.bot_id), "type": 1, "allow": "0", "deny": str(deny)})
     return {
         "id": str(ch.id),
         "type": 0,

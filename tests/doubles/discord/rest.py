@@ -1,4 +1,8 @@
-"""Bot-authenticated REST routes: login, gateway discovery, commands, channels, guilds, DMs."""
+"""Bot-authenticated REST routes: login, gateway discovery, commands, channels, guilds, DMs.
+
+Create Message honours `nonce` + `enforce_nonce` as Discord does: a repeat within
+`State.nonce_window_s` returns the first message and creates nothing.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.doubles.discord import messages, payloads
+from tests.doubles.discord import history, hooks, messages, payloads
 from tests.doubles.discord.events import upload_limit
 from tests.doubles.discord.gateway import Gateway
 from tests.doubles.discord.state import DEFAULT_OWNER_ID, EPHEMERAL, Channel, Message, State
@@ -41,6 +45,7 @@ class Rest:
             web.get(f"{base}/channels/{{channel}}", self.get_channel),
             web.post(f"{base}/channels/{{channel}}/typing", self.typing),
             web.post(f"{base}/channels/{{channel}}/messages", self.post_message),
+            web.get(f"{base}/channels/{{channel}}/messages", self.get_messages),
             web.get(msg, self.get_message),
             web.patch(msg, self.patch_message),
             web.delete(msg, self.delete_message),
@@ -187,7 +192,13 @@ class Rest:
         ch = self._channel(request)
         payload, files = await read_body(request)
         messages.check(payload, files, upload_limit(self.state, ch.guild_id), creating=True)
+        messages.check_nonce(payload)
         with self.state.cond:
+            earlier = messages.earlier_with_nonce(self.state, ch.id, payload)
+            if earlier is not None:
+                if earlier.deleted:  # Discord: the nonce's message was deleted meanwhile
+                    raise error("unknown_message")
+                return json_response(payloads.message(self.state, earlier))
             ref = self._reference(ch, payload.get("message_reference"))
             flags = int(payload.get("flags") or 0) & messages.FLAGS_ALLOWED & ~EPHEMERAL
             msg = messages.new_message(
@@ -204,6 +215,7 @@ class Rest:
             body = payloads.message(self.state, msg)
             self.state.cond.notify_all()
         await self.gateway.message_event(ch.guild_id, "MESSAGE_CREATE", body)
+        hooks.fire(self.state, "channel_post", request, msg)
         return json_response(body)
 
     def _reference(self, ch: Channel, ref: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -221,8 +233,17 @@ class Rest:
             stored["guild_id"] = str(ch.guild_id)
         return stored
 
+    async def get_messages(self, request: web.Request) -> web.Response:
+        ch = self._channel(request)
+        query = history.parse(request.query)
+        with self.state.cond:
+            page = history.select(self.state, ch, query)
+            return json_response([payloads.message(self.state, m) for m in page])
+
     async def get_message(self, request: web.Request) -> web.Response:
-        _, msg = self._message(request)
+        ch, msg = self._message(request)
+        if not ch.history_readable:  # Discord: one message needs Read Message History
+            raise error("missing_permissions")
         with self.state.cond:
             return json_response(payloads.message(self.state, msg))
 
@@ -237,6 +258,7 @@ class Rest:
             body = payloads.message(self.state, msg)
             self.state.cond.notify_all()
         await self.gateway.message_event(ch.guild_id, "MESSAGE_UPDATE", body)
+        hooks.fire(self.state, "channel_edit", request, msg)
         return json_response(body)
 
     async def delete_message(self, request: web.Request) -> web.Response:

@@ -4,6 +4,8 @@ The real discord.py runs against it once `patched()` points `Route.BASE` and
 `DiscordWebSocket.DEFAULT_GATEWAY` here. Tests inject slash commands, autocomplete and
 clicks (thread-safe; each returns its `Interaction` record at once), read what the bot did
 from the records, plan faults with `fail_next`, and move the emulator clock with `advance`.
+Chaos tests register `after_write` hooks, called when a message write has landed but is
+not yet answered.
 
 For fast tests, give the client a small `guild_ready_timeout` (it otherwise waits 2 s
 before `on_ready`) and, when sharded, override `before_identify_hook`: discord.py sleeps 5 s
@@ -18,17 +20,17 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Coroutine, Iterator, Mapping
+from collections.abc import Iterator
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
 from aiohttp import web
 
-from tests.doubles.discord import events
+from tests.doubles.discord import hooks
 from tests.doubles.discord.gateway import Gateway
+from tests.doubles.discord.injection import Injector
 from tests.doubles.discord.rest import Rest
 from tests.doubles.discord.state import (
-    AttachmentSpec,
     Fault,
     GuildSpec,
     Interaction,
@@ -40,14 +42,14 @@ from tests.doubles.discord.state import (
 from tests.doubles.discord.webhooks import Webhooks
 from tests.doubles.discord.wire import AUTHORIZED, ApiError, fault_response, json_response
 
-T = TypeVar("T")
 log = logging.getLogger(__name__)
 API = "/api/v10"
 DEFAULT_APP_ID = 1_100_000_000_000_000_001
 
 
-class DiscordEmulator:
-    """Start with `start()` (or `with`); `patched()` points discord.py here."""
+class DiscordEmulator(Injector):
+    """Start with `start()` (or `with`); `patched()` points discord.py here. Injecting
+    interactions (`slash_command`, `autocomplete`, `click`, `select`): see `Injector`."""
 
     def __init__(
         self,
@@ -172,108 +174,6 @@ class DiscordEmulator:
                 raise AssertionError(f"{len(live())} of {sessions} gateway sessions ready")
             return live()
 
-    # -- injecting interactions ------------------------------------------------------------
-
-    def slash_command(
-        self,
-        guild_id: int | None,
-        channel_id: int,
-        user_id: int,
-        name: str,
-        *,
-        subcommand: str | None = None,
-        options: Mapping[str, events.OptionValue] | None = None,
-        attachments: Mapping[str, AttachmentSpec] | None = None,
-    ) -> Interaction:
-        """A user runs /name [subcommand | "group subcommand"] with options (checked against
-        the synced command: an unknown command or option raises here)."""
-        with self.state.cond:
-            ch = self._channel_for(guild_id, channel_id, user_id)
-            data = events.command_data(
-                self.state,
-                guild_id,
-                ch.id,
-                name,
-                subcommand=subcommand,
-                options=dict(options or {}),
-                attachments=dict(attachments or {}),
-            )
-            ix = events.new_interaction(self.state, 2, guild_id, ch, user_id, data, name=name)
-        return self._deliver(ix)
-
-    def autocomplete(
-        self,
-        guild_id: int | None,
-        channel_id: int,
-        user_id: int,
-        name: str,
-        *,
-        focused: str,
-        value: str = "",
-        subcommand: str | None = None,
-        options: Mapping[str, events.OptionValue] | None = None,
-    ) -> Interaction:
-        """A user types `value` into option `focused`; the bot answers with callback type 8."""
-        with self.state.cond:
-            ch = self._channel_for(guild_id, channel_id, user_id)
-            data = events.command_data(
-                self.state,
-                guild_id,
-                ch.id,
-                name,
-                subcommand=subcommand,
-                options=dict(options or {}),
-                attachments={},
-                focused=focused,
-                focused_value=value,
-            )
-            ix = events.new_interaction(self.state, 4, guild_id, ch, user_id, data, name=name)
-        return self._deliver(ix)
-
-    def click(self, message: Message, custom_id: str, user_id: int) -> Interaction:
-        """A user clicks the button `custom_id` on a message."""
-        return self._component(message, custom_id, user_id, None)
-
-    def select(
-        self, message: Message, custom_id: str, values: list[str], user_id: int
-    ) -> Interaction:
-        """A user picks `values` in the select menu `custom_id`."""
-        return self._component(message, custom_id, user_id, values)
-
-    def _component(
-        self, message: Message, custom_id: str, user_id: int, values: list[str] | None
-    ) -> Interaction:
-        with self.state.cond:
-            msg = self.state.messages[message.id]
-            comp = events.find_component(msg.components, custom_id)
-            if msg.deleted or comp is None:
-                raise LookupError(f"no component {custom_id!r} on message {msg.id}")
-            if comp.get("disabled"):
-                raise ValueError(f"component {custom_id!r} is disabled: no one can use it")
-            if (values is None) != (comp["type"] == 2):
-                raise ValueError(f"component {custom_id!r} has type {comp['type']}")
-            data: dict[str, Any] = {"custom_id": custom_id, "component_type": comp["type"]}
-            if values is not None:
-                data["values"] = values
-            ch = self.state.channels[msg.channel_id]
-            ix = events.new_interaction(
-                self.state, 3, msg.guild_id, ch, user_id, data, name=custom_id, message=msg
-            )
-        return self._deliver(ix)
-
-    def _channel_for(self, guild_id: int | None, channel_id: int, user_id: int) -> Any:
-        if guild_id is None:
-            return self.state.dm_channel(user_id, channel_id)
-        ch = self.state.channels.get(channel_id)
-        if guild_id not in self.state.guilds or ch is None or ch.guild_id != guild_id:
-            raise LookupError(f"channel {channel_id} is not a channel of guild {guild_id}")
-        return ch
-
-    def _deliver(self, ix: Interaction) -> Interaction:
-        assert self._gateway is not None, "start() the emulator first"
-        self._call(self._gateway.dispatch(ix.guild_id, "INTERACTION_CREATE", ix.payload))
-        return ix
-
     # -- faults, clock, gateway control ----------------------------------------------------
 
     def fail_next(
@@ -293,6 +193,32 @@ class DiscordEmulator:
         with self.state.lock:
             self.state.faults.append(fault)
         return fault
+
+    def delay_next(self, method: str, path_regex: str, seconds: float, times: int = 1) -> Fault:
+        """Hold the next `times` matching requests `seconds` before handling them (the
+        others are served meanwhile): a request that lands late."""
+        fault = Fault(method, re.compile(path_regex), 0, times, None, None, None, delay_s=seconds)
+        with self.state.lock:
+            self.state.faults.append(fault)
+        return fault
+
+    def after_write(self, hook: hooks.WriteHookFn) -> hooks.WriteHook:
+        """Call `hook(WriteEvent)` on the emulator thread after each message create or edit
+        is applied (and its gateway event sent), before the HTTP answer. Hooks run in
+        registration order; one that raises is logged. `.remove()` the returned handle.
+        While a hook runs the whole emulator waits (it runs on the emulator's loop); an
+        enforced-nonce repeat writes nothing and calls no hook."""
+        return hooks.register(self.state, hook)
+
+    @property
+    def nonce_window_s(self) -> float:
+        """How long (emulator clock) an `enforce_nonce` create returns the earlier message."""
+        return self.state.nonce_window_s
+
+    @nonce_window_s.setter
+    def nonce_window_s(self, seconds: float) -> None:
+        with self.state.lock:
+            self.state.nonce_window_s = seconds
 
     def advance(self, seconds: float) -> None:
         """Move the emulator clock (3 s acks, 15 min tokens, timestamps, snowflakes)."""
@@ -336,10 +262,6 @@ class DiscordEmulator:
     ) -> None:
         self.stop()
 
-    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
-        assert self._loop is not None
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
-
     def _serve(self) -> None:
         self._loop = asyncio.new_event_loop()
         self._loop.run_until_complete(self._startup())
@@ -379,6 +301,9 @@ class DiscordEmulator:
         response: web.StreamResponse
         try:
             fault = self._take_fault(request.method, request.path)
+            if fault is not None and fault.delay_s:
+                await asyncio.sleep(fault.delay_s)  # other requests go on meanwhile
+                fault = None
             response = fault_response(fault) if fault else await handler(request)
         except ApiError as exc:
             response = json_response(exc.body(), exc.status)

@@ -12,7 +12,10 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from tests.doubles.discord.hooks import WriteHook
 
 DISCORD_EPOCH_MS = 1_420_070_400_000
 
@@ -21,6 +24,7 @@ ADMINISTRATOR = 1 << 3
 MANAGE_GUILD = 1 << 5
 VIEW_CHANNEL = 1 << 10
 SEND_MESSAGES = 1 << 11
+READ_MESSAGE_HISTORY = 1 << 16
 BASIC_PERMISSIONS = (
     (1 << 0)  # create instant invite
     | (1 << 6)  # add reactions
@@ -28,7 +32,7 @@ BASIC_PERMISSIONS = (
     | SEND_MESSAGES
     | (1 << 14)  # embed links
     | (1 << 15)  # attach files
-    | (1 << 16)  # read message history
+    | READ_MESSAGE_HISTORY
     | (1 << 18)  # use external emojis
     | (1 << 26)  # change nickname
     | (1 << 31)  # use application commands
@@ -81,6 +85,8 @@ class GuildSpec:
     upload_limit: int = 10 * 2**20
     no_access_channel_ids: list[int] = field(default_factory=list)
     admin_ids: set[int] = field(default_factory=set)
+    # Visible and writable, but the bot lacks Read Message History there.
+    no_history_channel_ids: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,16 @@ class Attachment:
     @property
     def size(self) -> int:
         return len(self.data)
+
+
+@dataclass(frozen=True)
+class Revision:
+    """A message as one create or edit left it (`at`: emulator clock)."""
+
+    at: float
+    content: str
+    attachment_names: tuple[str, ...]
+    component_ids: tuple[str, ...]  # every custom_id, nested rows included
 
 
 @dataclass(eq=False)
@@ -134,10 +150,29 @@ class Message:
     edited_at: float | None = None
     edits: int = 0
     deleted: bool = False
+    _revisions: list[Revision] = field(default_factory=list, repr=False)
+    _cond: threading.Condition | None = field(default=None, repr=False)
 
     @property
     def ephemeral(self) -> bool:
         return bool(self.flags & EPHEMERAL)
+
+    @property
+    def revisions(self) -> list[Revision]:
+        """Its creation, then one per edit, oldest first (a copy)."""
+        if self._cond is None:
+            return list(self._revisions)
+        with self._cond:
+            return list(self._revisions)
+
+    def wait_revisions(self, n: int, timeout_s: float = 5.0) -> list[Revision]:
+        """The first `n` (or more) revisions; fails at the deadline."""
+        assert self._cond is not None, "a message made outside the emulator"
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self._revisions) >= n, timeout_s):
+                got = len(self._revisions)
+                raise AssertionError(f"{got} of {n} revisions of {self.id} in {timeout_s}s")
+            return list(self._revisions)
 
 
 @dataclass(eq=False)
@@ -222,7 +257,8 @@ class RequestRecord(NamedTuple):
 
 @dataclass
 class Fault:
-    """An error answered instead of the next matching request(s)."""
+    """An error answered instead of the next matching request(s); with `delay_s`, the
+    request is held that long and then handled as usual (a slow network or Discord)."""
 
     method: str
     pattern: re.Pattern[str]
@@ -232,6 +268,7 @@ class Fault:
     code: int | None
     message: str | None
     hits: int = 0
+    delay_s: float = 0.0
 
     def matches(self, method: str, path: str) -> bool:
         verb = self.method.upper()
@@ -248,6 +285,7 @@ class Channel:
     position: int
     accessible: bool = True
     recipient_id: int | None = None  # DMs
+    history_readable: bool = True  # Read Message History
 
     @property
     def type(self) -> int:
@@ -300,14 +338,20 @@ class State:
         self.sessions: list[Session] = []
         self.requests: list[RequestRecord] = []
         self.faults: list[Fault] = []
+        # Create Message with enforce_nonce: how long a nonce stays taken (emulator clock).
+        self.nonce_window_s = 120.0
+        self.nonces: dict[tuple[int, int, str], Message] = {}  # (channel, author, nonce): newest
+        self.write_hooks: list[WriteHook] = []  # DiscordEmulator.after_write
 
     def add_guild(self, spec: GuildSpec) -> None:
         self.guilds[spec.id] = Guild(spec, self.ids.next(), self.ids.next(), self.clock.now())
-        names = [*spec.channel_ids, *spec.no_access_channel_ids]
+        names = [*spec.channel_ids, *spec.no_history_channel_ids, *spec.no_access_channel_ids]
         for position, channel_id in enumerate(dict.fromkeys(names)):
             accessible = channel_id not in spec.no_access_channel_ids
             name = f"channel-{position}"
-            self.channels[channel_id] = Channel(channel_id, spec.id, name, position, accessible)
+            ch = Channel(channel_id, spec.id, name, position, accessible)
+            ch.history_readable = channel_id not in spec.no_history_channel_ids
+            self.channels[channel_id] = ch
 
     def dm_channel(self, user_id: int, channel_id: int | None = None) -> Channel:
         """The (one) DM channel with a user, made on first use."""

@@ -2,7 +2,9 @@
 
 Neither needs Authorization. Discord's clock rules apply on the emulator clock: a callback
 later than 3 s after the interaction is 10062, a second one is 40060; the token dies after
-15 minutes (401, 50027). Follow-ups before any callback answer 10015, as Discord does.
+15 minutes (401, 50027). Until the interaction is acknowledged every token request
+(follow-ups, GET/PATCH/DELETE of messages, @original included) answers 404 10015, as Discord
+does; a deleted message (an @original too) answers 404 10008.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.doubles.discord import messages, payloads
+from tests.doubles.discord import hooks, messages, payloads
 from tests.doubles.discord.events import upload_limit
 from tests.doubles.discord.gateway import Gateway
 from tests.doubles.discord.state import EPHEMERAL, LOADING, Interaction, Message, State
@@ -76,6 +78,8 @@ class Webhooks:
             self.state.cond.notify_all()
         if event is not None and msg is not None and not msg.ephemeral:
             await self.gateway.message_event(ix.guild_id, event, payloads.message(self.state, msg))
+        if msg is not None and kind in (4, 5, 7):
+            hooks.fire(self.state, "callback", request, msg, ix)
         return json_response(answer)
 
     def _respond(
@@ -172,6 +176,7 @@ class Webhooks:
             self.state.cond.notify_all()
         if not msg.ephemeral:
             await self.gateway.message_event(ix.guild_id, event, body)
+        hooks.fire(self.state, "followup", request, msg, ix)
         if request.query.get("wait", "").lower() in ("1", "true"):
             return json_response(body)
         return web.Response(status=204)
@@ -191,6 +196,7 @@ class Webhooks:
             self.state.cond.notify_all()
         if not msg.ephemeral:
             await self.gateway.message_event(ix.guild_id, "MESSAGE_UPDATE", body)
+        hooks.fire(self.state, "webhook_edit", request, msg, ix)
         return json_response(body)
 
     async def delete_message(self, request: web.Request) -> web.Response:

@@ -83,6 +83,7 @@ ERRORS = {
     "unknown_interaction": (404, 10062, "Unknown interaction"),
     "already_acknowledged": (400, 40060, "Interaction has already been acknowledged."),
     "missing_access": (403, 50001, "Missing Access"),
+    "missing_permissions": (403, 50013, "Missing Permissions"),
     "not_author": (403, 50005, "Cannot edit a message authored by another user"),
     "invalid_webhook_token": (401, 50027, "Invalid Webhook Token"),
 }
