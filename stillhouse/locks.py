@@ -152,11 +152,11 @@ class MemcachedLocks:
             return Lock(key, token, degraded=True)
         if added:
             return Lock(key, token)
-        # A refused `add` is also what the client answers, without an error, once it has
-        # marked every server dead: only a holder we can read proves the lock is taken.
-        holder = self._call(self._client.get, self._key(key))
-        if holder is _DOWN or holder is None:
-            self._warn(ConnectionError("memcached answers nothing"))
+        # pymemcache answers a refused `add` without an error while it waits to retry a
+        # server that failed: only then is the refusal not a holder's. Asking memcached
+        # who holds the lock instead would race the holder's release and grant it twice.
+        if self._failing(self._key(key)):
+            self._warn(ConnectionError("memcached server marked failed"))
             return Lock(key, token, degraded=True)
         return None
 
@@ -171,6 +171,8 @@ class MemcachedLocks:
         index, reset = _window(window_s, time.time())
         counter = self._key(f"rate:{key}:{index}")
         count = self._call(self._client.incr, counter, 1)
+        if count is False:  # pymemcache's silent answer while a failed server waits
+            count = _DOWN
         if count is None:
             added = self._call(self._client.add, counter, "1", expire=math.ceil(window_s) + 1)
             count = 1 if added is True else self._call(self._client.incr, counter, 1)
@@ -193,6 +195,14 @@ class MemcachedLocks:
             return False
         swapped = self._call(self._client.cas, self._key(lock.key), lock.token, cas, expire=expire)
         return swapped is _DOWN or bool(swapped)
+
+    def _failing(self, full_key: str) -> bool:
+        """Whether the client is skipping the server that owns this key (HashClient keeps
+        failed servers in `_failed_clients` until its retry succeeds; no public API)."""
+        node = self._client.hasher.get_node(full_key)
+        if node is None:  # every server is marked dead
+            return True
+        return self._client.clients[node].server in self._client._failed_clients
 
     def _key(self, key: str) -> str:
         full = self._prefix + key
