@@ -1,5 +1,6 @@
-"""End-to-end overhead: from INTERACTION_CREATE at the Discord emulator to the follow-up
-with the images, minus the time ComfyUI itself ran, beside a direct handler call against
+"""End-to-end overhead: from INTERACTION_CREATE at the Discord emulator to the answer
+with the images (the request's message edited to show them), minus the time ComfyUI
+itself ran, beside a direct handler call against
 the same ComfyUI double measured in the same run.
 
     python bench/e2e_overhead.py [--requests 200] [--rate 5] [--check]
@@ -8,7 +9,7 @@ Everything runs as deployed: the bot and two masters as their own processes, Mar
 memcached, moto's S3, the RunPod-compatible endpoint (in this process) with real runpod
 worker processes running our handler against the ComfyUI double (fixed latency: 12
 steps of 10 ms). Requests arrive at a steady rate (open loop). Added latency per request
-= (follow-up time - interaction time, both on the emulator's clock) - ComfyUI's own
+= (answer time - interaction time, both on the emulator's clock) - ComfyUI's own
 execution time as the worker measured it. --check fails unless the added latency is at
 most 150 ms at p50 and 500 ms at p99.
 """
@@ -28,6 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from _shared import bench_database_url, fresh_database, start_moto  # noqa: E402
+
+from tests.bot.harness import answered_at  # noqa: E402
+from tests.doubles.discord import Interaction  # noqa: E402
 
 WORKERS = 4
 STEP_S = 0.01
@@ -160,15 +164,18 @@ def through_the_system(
                     time.sleep(wait)  # open loop: arrivals at a steady rate, not on replies
                 options = {"prompt": f"lighthouse {n}", "mode": "fast"}
                 sent.append(emu.slash_command(GUILD, CHANNEL, USER, "serve", options=options))
-            wait_until(lambda: all(ix.followups for ix in sent), 300, 0.1, what="follow-ups")
+
+            def shown(ix: Interaction) -> float | None:
+                return answered_at(ix.original) if ix.original else None
+
+            wait_until(lambda: all(map(shown, sent)), 300, 0.1, what="every answer")
             samples = []
             for ix in sent[WARM_UP:]:
                 job = queue.get_by_interaction(ix.id)
                 assert job is not None and job.result is not None and job.result.timings
-                [followup] = ix.followups
-                samples.append(
-                    (followup.created_at - ix.created_at, job.result.timings.execute_ms / 1000)
-                )
+                at = shown(ix)
+                assert at is not None
+                samples.append((at - ix.created_at, job.result.timings.execute_ms / 1000))
             jobs = [j for j in double.state.jobs.values() if j.started and j.finished]
             if jobs:
                 queued = statistics.median(j.started - j.created for j in jobs)
@@ -207,7 +214,7 @@ def main() -> int:
         f"2 masters, ComfyUI double {12 * STEP_S * 1000:.0f} ms per image"
     )
     print(f"{'path':<24} {'total p50':>10} {'comfy p50':>10} {'added p50':>10} {'added p99':>10}")
-    rows = {"direct handler call": direct, "interaction -> follow-up": system}
+    rows = {"direct handler call": direct, "interaction -> answer": system}
     added: dict[str, tuple[float, float]] = {}
     for label, samples in rows.items():
         total = statistics.median(s[0] for s in samples)
@@ -218,7 +225,7 @@ def main() -> int:
             f"{label:<24} {total * 1000:>8.0f}ms {comfy * 1000:>8.0f}ms "
             f"{p50 * 1000:>8.0f}ms {p99 * 1000:>8.0f}ms"
         )
-    p50, p99 = added["interaction -> follow-up"]
+    p50, p99 = added["interaction -> answer"]
     base = added["direct handler call"][0]
     print(
         f"added by the system beyond the handler: p50 {(p50 - base) * 1000:.0f} ms "

@@ -154,7 +154,7 @@ def baseline_loop(url: str, ready: Any, seconds: float) -> int:
         if rows:
             row = rows[0]
             cur.execute(
-                "UPDATE generation_queue SET attempts = attempts + 1, status = 'dispatched',"
+                "UPDATE generation_queue SET claims = claims + 1, status = 'dispatched',"
                 " lease_owner = %s, lease_expires_at = %s, dispatched_at = %s, updated_at = %s"
                 " WHERE id IN (%s)",
                 (owner, now + timedelta(seconds=60), now, now, row["id"]),
@@ -166,9 +166,9 @@ def baseline_loop(url: str, ready: Any, seconds: float) -> int:
         cur.execute(
             "UPDATE generation_queue SET status = 'succeeded', lease_owner = NULL,"
             " lease_expires_at = NULL, finished_at = %s, updated_at = %s, result = %s,"
-            " progress = 1.0 WHERE id = %s AND lease_owner = %s AND attempts = %s"
-            " AND status IN ('dispatched', 'running')",
-            (now, now, image, row["id"], owner, row["attempts"] + 1),
+            " progress = 1.0 WHERE id = %s AND lease_owner = %s AND claims = %s"
+            " AND status IN ('dispatched', 'running') AND cancel_requested = 0",
+            (now, now, image, row["id"], owner, row["claims"] + 1),
         )
         cur.execute(
             "INSERT INTO send_queue (job_id, job_public_id, partition_id, kind, dedupe_key,"

@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 import discord
+from aiohttp import web
 from discord import app_commands
 
 from bot.buttons import Buttons
@@ -15,6 +16,7 @@ from bot.commands import all_commands
 from bot.context import BotContext
 from bot.delivery import DeliveryLoop
 from bot.limiter import GlobalLimiter
+from bot.metrics import BotMetrics, serve_metrics
 from bot.progress import ProgressTracker
 from bot.replies import explain
 from bot.views import JobButton
@@ -48,17 +50,19 @@ class StillhouseBot(discord.AutoShardedClient):
         self.services = services
         self.owner = new_owner("bot")
         self.tree = app_commands.CommandTree(self)
-        self.tracker = ProgressTracker(services)
+        self.metrics = BotMetrics()
+        self.tracker = ProgressTracker(services, self.metrics)
         self.intake = services.intake
         self.buttons = Buttons(services, self.intake, self.tracker)
         limiter = GlobalLimiter(services.locks, services.settings.bot.global_rate_per_s)
-        self.delivery = DeliveryLoop(self, services, limiter, self.owner)
+        self.delivery = DeliveryLoop(self, services, limiter, self.owner, self.metrics)
         for command in all_commands(BotContext(services, self.intake, self.tracker)):
             self.tree.add_command(command)
         self.tree.on_error = self._on_command_error  # type: ignore[method-assign]
         self._sync_commands = sync_commands
         self._stopping = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
+        self._metrics_runner: web.AppRunner | None = None
 
     async def setup_hook(self) -> None:
         """Register the buttons, sync commands (shard 0's process), start the loops."""
@@ -69,11 +73,18 @@ class StillhouseBot(discord.AutoShardedClient):
             asyncio.create_task(self.delivery.run(self._stopping), name="delivery"),
             asyncio.create_task(self.tracker.run(self._stopping), name="progress"),
         ]
+        settings = self.services.settings.bot
+        if settings.metrics_port:
+            self._metrics_runner = await serve_metrics(
+                self.metrics, settings.metrics_host, settings.metrics_port
+            )
 
     async def close(self) -> None:
         """Stop the loops (a send in progress finishes), then disconnect."""
         self._stopping.set()
         await asyncio.gather(*self._loops, return_exceptions=True)
+        if self._metrics_runner is not None:
+            await self._metrics_runner.cleanup()
         await super().close()
 
     async def on_ready(self) -> None:

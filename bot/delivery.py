@@ -1,21 +1,20 @@
 """The delivery loop: any bot process claims rows of the send queue and tells the user.
 
-A row goes out as a follow-up on the request's interaction while its token lives (not
-counted against Discord's global limit), else in the channel with a mention. What Discord
-answers decides the row: sent; retried later (429 with its Retry-After, 5xx, network);
-or failed at once (missing access, unknown channel: retrying cannot help, and the user
-hears nothing more). Leases are renewed while a send is in progress, so a slow send is
-never picked up by a second process.
+A row's answer goes out by a route that shows it once however often it is sent (see
+bot.routes), so a row whose sender died after Discord took it is simply sent again.
+What Discord answers decides the row: sent; retried later (429 with its Retry-After,
+5xx, network, the request's message not made yet); or failed at once (missing access,
+unknown channel: retrying cannot help). Leases are renewed while a send is in progress,
+so a slow send is never picked up by a second process. The loop survives any error: it
+is logged and counted (`stillhouse_loop_errors_total{loop="delivery"}`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aiohttp
@@ -24,47 +23,40 @@ from sqlalchemy.exc import DBAPIError
 
 from bot import messages
 from bot.limiter import GlobalLimiter
+from bot.metrics import BotMetrics
+from bot.outgoing import Outgoing, render
 from bot.pacing import pause
-from bot.views import result_view
-from stillhouse.errors import LeaseLost, ObjectNotFound, StillhouseError, StorageError
+from bot.routes import RetrySoon, Routes, Undeliverable
+from stillhouse.errors import LeaseLost, ObjectNotFound, StorageError
 from stillhouse.logs import log_context
 from stillhouse.queue.records import DeliveryRecord
-from stillhouse.schemas.jobs import FailurePayload, NoticePayload, ResultPayload
-from stillhouse.schemas.manifest import Purpose
+from stillhouse.schemas.jobs import ResultPayload
 from stillhouse.services import Services
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-MAX_FILES = 10  # Discord's limit of attachments per message
-DEFAULT_UPLOAD_LIMIT = 10 * 2**20
-TOKEN_GONE = {50027, 10015}  # invalid webhook token, unknown webhook: use the channel
-
-
-class Undeliverable(StillhouseError):
-    """Nothing can carry this row to its user."""
-
-
-@dataclass
-class Outgoing:
-    """One message, ready for either route."""
-
-    content: str
-    images: list[tuple[str, bytes]]
-    view: discord.ui.View | None
+RETRY_SOON_S = 1.0
+LOOP_RESTART_S = 1.0
 
 
 class DeliveryLoop:
     """Claims send rows and delivers them until stopped."""
 
     def __init__(
-        self, client: discord.Client, services: Services, limiter: GlobalLimiter, owner: str
+        self,
+        client: discord.Client,
+        services: Services,
+        limiter: GlobalLimiter,
+        owner: str,
+        metrics: BotMetrics | None = None,
     ) -> None:
         self._client = client
         self._s = services
-        self._limiter = limiter
         self._owner = owner
         self._held: set[int] = set()
         self._settings = services.settings.bot
+        self._routes = Routes(client, services, limiter)
+        self._metrics = metrics or BotMetrics()
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Claim and deliver until `stopping` is set."""
@@ -79,6 +71,11 @@ class DeliveryLoop:
                     log.warning("send queue unreachable: %r", exc, extra={"action": "bot.claim"})
                     await pause(stopping, 2.0)
                     continue
+                except Exception:  # a bug must not stop delivery in this process unseen
+                    self._metrics.loop_errors.labels("delivery").inc()
+                    log.exception("claiming send rows failed", extra={"action": "loop.error"})
+                    await pause(stopping, LOOP_RESTART_S)
+                    continue
                 if not rows:
                     await pause(stopping, self._settings.delivery_interval_s)
                     continue
@@ -91,12 +88,15 @@ class DeliveryLoop:
         """Send one row and record what happened; never raises."""
         self._held.add(row.id)
         try:
-            with log_context(job=row.job_public_id):
+            with log_context(public_id=row.job_public_id):
                 await self._settle(row)
         except (DBAPIError, LeaseLost) as exc:
-            # The outcome could not be recorded: the lease expires and the row is tried
-            # again, which may repeat a message; never silently drop it.
+            # The outcome could not be recorded: the lease expires and the row is sent
+            # again, which its route shows once.
             log.warning("delivery not recorded: %r", exc, extra={"action": "bot.deliver"})
+        except Exception:
+            self._metrics.loop_errors.labels("delivery").inc()
+            log.exception("delivering a row failed", extra={"action": "loop.error"})
         finally:
             self._held.discard(row.id)
 
@@ -107,20 +107,34 @@ class DeliveryLoop:
         except discord.HTTPException as exc:
             await self._after_refusal(row, exc)
             return
+        except RetrySoon as exc:
+            await self._record(sends.retry, row, str(exc), RETRY_SOON_S)
+            self._metrics.deliveries.labels("retried").inc()
+            return
         except (ObjectNotFound, Undeliverable) as exc:
             await self._record(sends.fail, row, str(exc))
+            self._metrics.deliveries.labels("failed").inc()
             log.warning("undeliverable: %s", exc, extra={"action": "bot.deliver.failed"})
             return
         except (StorageError, aiohttp.ClientError, OSError, TimeoutError) as exc:
             if await self._record(sends.retry, row, repr(exc)):
+                self._metrics.deliveries.labels("retried").inc()
                 log.warning("delivery retried: %r", exc, extra={"action": "bot.deliver.retry"})
                 return
+            self._metrics.deliveries.labels("failed").inc()
             log.warning("delivery failed: %r", exc, extra={"action": "bot.deliver.failed"})
             await self._tell_without_images(row)
             return
         # Sent: recording it must outlast a database outage, or the row would be sent again.
         await self._record(sends.mark_sent, row, message_id)
+        self._metrics.deliveries.labels("sent").inc()
         log.info("delivered", extra={"action": "bot.deliver.sent", "kind": row.kind})
+
+    async def _send(self, row: DeliveryRecord) -> int | None:
+        outgoing = await render(row, self._s, self._client)
+        if outgoing is None:
+            return None
+        return await self._routes.send(row, outgoing)
 
     async def _tell_without_images(self, row: DeliveryRecord) -> None:
         """The images could not be fetched however long we tried: the user still hears
@@ -129,8 +143,14 @@ class DeliveryLoop:
             return
         text = messages.undelivered(row.job_public_id)
         try:
-            await self._send_outgoing(row, Outgoing(text, [], None))
-        except (discord.HTTPException, Undeliverable, aiohttp.ClientError, OSError) as exc:
+            await self._routes.send(row, Outgoing(text, [], None))
+        except (
+            discord.HTTPException,
+            Undeliverable,
+            RetrySoon,
+            aiohttp.ClientError,
+            OSError,
+        ) as exc:
             log.warning("could not say so either: %r", exc, extra={"action": "bot.deliver.lost"})
 
     async def _after_refusal(self, row: DeliveryRecord, exc: discord.HTTPException) -> None:
@@ -139,10 +159,12 @@ class DeliveryLoop:
         if exc.status == 429 or exc.status >= 500:
             delay = _retry_after(exc) if exc.status == 429 else None
             again = await self._record(sends.retry, row, what, delay)
+            self._metrics.deliveries.labels("retried" if again else "failed").inc()
             action = "bot.deliver.retry" if again else "bot.deliver.failed"
             log.warning("discord busy: %s", what, extra={"action": action})
             return
         await self._record(sends.fail, row, what)
+        self._metrics.deliveries.labels("failed").inc()
         log.warning("discord refused: %s", what, extra={"action": "bot.deliver.failed"})
 
     async def _record(self, operation: Callable[..., T], *args: Any) -> T:
@@ -162,119 +184,19 @@ class DeliveryLoop:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    # -- sending --------------------------------------------------------------------------
-
-    async def _send(self, row: DeliveryRecord) -> int | None:
-        outgoing = await self._render(row)
-        if outgoing is None:
-            return None
-        return await self._send_outgoing(row, outgoing)
-
-    async def _send_outgoing(self, row: DeliveryRecord, outgoing: Outgoing) -> int:
-        token = row.routing.interaction_token
-        expires = row.routing.interaction_expires_at
-        if token is not None and expires is not None and self._s.clock() < expires:
-            try:
-                return await self._follow_up(token.get_secret_value(), outgoing)
-            except discord.HTTPException as exc:
-                if exc.code not in TOKEN_GONE and exc.status != 401:
-                    raise
-                log.info("interaction token gone; using the channel", extra={"action": "bot.route"})
-        return await self._to_channel(row, outgoing)
-
-    async def _follow_up(self, token: str, outgoing: Outgoing) -> int:
-        application_id = self._client.application_id
-        assert application_id is not None, "a logged-in client knows its application"
-        webhook = discord.Webhook.partial(application_id, token, client=self._client)
-        sent = await webhook.send(
-            outgoing.content,
-            files=_files(outgoing),
-            wait=True,
-            allowed_mentions=discord.AllowedMentions.none(),
-            view=_view(outgoing),
-        )
-        return int(sent.id)
-
-    async def _to_channel(self, row: DeliveryRecord, outgoing: Outgoing) -> int:
-        routing = row.routing
-        if routing.channel_id is None:
-            raise Undeliverable("the request came from no channel and its token is gone")
-        channel = self._client.get_partial_messageable(routing.channel_id)
-        await self._limiter.acquire()
-        sent = await channel.send(
-            messages.with_mention(routing.user_id, outgoing.content),
-            files=_files(outgoing),
-            allowed_mentions=discord.AllowedMentions(
-                everyone=False,
-                roles=False,
-                users=[discord.Object(routing.user_id)] if routing.user_id else False,
-            ),
-            view=_view(outgoing),
-        )
-        return int(sent.id)
-
-    # -- what to say ----------------------------------------------------------------------
-
-    async def _render(self, row: DeliveryRecord) -> Outgoing | None:
-        payload = row.payload
-        if isinstance(payload, FailurePayload):
-            return Outgoing(messages.failure(row.job_public_id, payload), [], None)
-        if isinstance(payload, NoticePayload):
-            return Outgoing(payload.text, [], None)
-        if not isinstance(payload, ResultPayload):
-            return None  # progress rows are shown by editing the queued message
-        return await self._result(row, payload)
-
-    async def _result(self, row: DeliveryRecord, payload: ResultPayload) -> Outgoing:
-        limit = self._upload_limit(row.routing.guild_id)
-        attached: list[tuple[str, bytes]] = []
-        links: list[str] = []
-        total = 0
-        for index, image in enumerate(payload.images):
-            extension = "png" if image.content_type == "image/png" else "jpg"
-            name = f"{row.job_public_id}-{index + 1}.{extension}"
-            if len(attached) < MAX_FILES and total + image.bytes <= limit:
-                data = await asyncio.to_thread(self._s.storage.get, image.key)
-                attached.append((name, data))
-                total += len(data)
-            else:
-                links.append(await asyncio.to_thread(self._s.storage.url, image.key))
-        workflow = self._s.catalog.workflows.get(payload.workflow_name)
-        title = workflow.manifest.title if workflow else payload.workflow_name
-        purpose = workflow.manifest.purpose if workflow else Purpose.UPSCALE
-        names = self._s.catalog.workflows
-        view = result_view(
-            row.job_public_id,
-            len(payload.images),
-            upscale=purpose is not Purpose.UPSCALE and self._settings.upscale_workflow in names,
-            variations=purpose is not Purpose.UPSCALE
-            and self._settings.variations_workflow in names,
-            reroll=purpose is not Purpose.UPSCALE,
-        )
-        text = messages.result(row.job_public_id, title, payload.params, links)
-        return Outgoing(text, attached, view)
-
-    def _upload_limit(self, guild_id: int | None) -> int:
-        guild = self._client.get_guild(guild_id) if guild_id else None
-        return guild.filesize_limit if guild is not None else DEFAULT_UPLOAD_LIMIT
-
     async def _renew(self, stopping: asyncio.Event) -> None:
         every = self._s.settings.queue.delivery_lease_s / 3
         while not stopping.is_set():
             await pause(stopping, every)
-            if self._held:
-                try:
-                    await asyncio.to_thread(self._s.sends.renew, self._owner, set(self._held))
-                except DBAPIError as exc:
-                    log.warning("lease renewal failed: %r", exc, extra={"action": "bot.renew"})
-
-
-def _files(outgoing: Outgoing) -> list[discord.File]:
-    return [discord.File(io.BytesIO(data), filename=name) for name, data in outgoing.images]
-
-
-def _view(outgoing: Outgoing) -> discord.ui.View:
-    return discord.utils.MISSING if outgoing.view is None else outgoing.view
+            if not self._held:
+                continue
+            try:
+                await asyncio.to_thread(self._s.sends.renew, self._owner, set(self._held))
+            except DBAPIError as exc:
+                log.warning("lease renewal failed: %r", exc, extra={"action": "bot.renew"})
+            except Exception:  # a dead renewer would let every send lease lapse
+                self._metrics.loop_errors.labels("delivery-renew").inc()
+                log.exception("renewing send leases failed", extra={"action": "loop.error"})
 
 
 def _retry_after(exc: discord.HTTPException) -> float | None:

@@ -55,7 +55,14 @@ def progress(public_id: str, status: JobStatus, value: float | None, note: str |
     return f"Making `{public_id}` [{bar}] {fraction:.0%}{detail}"
 
 
-def result(public_id: str, title: str, params: JobParams, links: list[str]) -> str:
+def result(
+    public_id: str,
+    title: str,
+    params: JobParams,
+    links: list[str],
+    *,
+    cancel_too_late: bool = False,
+) -> str:
     """The text above a result's images."""
     values = params.root
     prompt = str(values.get("prompt") or "").strip()
@@ -66,7 +73,14 @@ def result(public_id: str, title: str, params: JobParams, links: list[str]) -> s
     lines = [f"**{shown}**" if shown else f"**{title}**", " - ".join(facts) + f" - `{public_id}`"]
     if links:
         lines.append("Too large to attach, download here: " + " ".join(f"<{u}>" for u in links))
+    if cancel_too_late:
+        lines.append("It finished before it could be cancelled.")
     return "\n".join(lines)
+
+
+def notice(public_id: str, text: str) -> str:
+    """Any other ending (cancelled), naming the request like every answer does."""
+    return f"`{public_id}`: {text}"
 
 
 def failure(public_id: str, payload: FailurePayload) -> str:

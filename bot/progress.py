@@ -1,23 +1,32 @@
 """Live progress: the process that answered a request edits its queued message while the
-job runs, and once more when it ends. Only that process holds the interaction, so only it
-edits; if it restarts, the result still arrives (delivery needs no interaction object),
-only the progress bar stops moving."""
+job runs. Only that process holds the interaction, so only it edits; if it restarts, the
+answer still arrives (delivery needs no interaction object), only the bar stops moving.
+
+The job's answer later replaces the same message (bot.routes), so no progress edit may
+land after it: each edit first takes the job's message fence, which fails once the job
+has ended, and is abandoned well before the fence lapses.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
 
 import discord
+from sqlalchemy.exc import DBAPIError
 
 from bot import messages
+from bot.metrics import BotMetrics
 from bot.pacing import pause
 from stillhouse.services import Services
 
 log = logging.getLogger(__name__)
 TOKEN_LIFETIME_S = 15 * 60.0
+FENCE_S = 10.0  # how long an edit may still land, as far as the answer is concerned
+EDIT_TIMEOUT_S = 5.0  # an edit not answered by then is given up (well inside the fence)
 
 
 @dataclass
@@ -30,10 +39,11 @@ class _Tracked:
 class ProgressTracker:
     """Jobs whose queued message this process may edit."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, metrics: BotMetrics | None = None) -> None:
         self._s = services
         self._tracked: dict[str, _Tracked] = {}
         self._interval = services.settings.bot.progress_interval_s
+        self._metrics = metrics or BotMetrics()
 
     def track(self, public_id: str, interaction: discord.Interaction) -> None:
         """Edit this interaction's response as the job moves (until its token expires)."""
@@ -49,8 +59,11 @@ class ProgressTracker:
         while not stopping.is_set():
             try:
                 await self.update_once()
-            except Exception as exc:  # the database may be down: keep going, say so
+            except DBAPIError as exc:  # the database may be down: keep going, say so
                 log.warning("progress update failed: %r", exc, extra={"action": "bot.progress"})
+            except Exception:
+                self._metrics.loop_errors.labels("progress").inc()
+                log.exception("progress update failed", extra={"action": "loop.error"})
             await pause(stopping, self._interval)
 
     async def update_once(self) -> None:
@@ -65,21 +78,29 @@ class ProgressTracker:
             tracked = self._tracked.get(row.public_id)
             if tracked is None:
                 continue
-            text = messages.progress(row.public_id, row.status, row.progress, row.progress_note)
-            ended = row.status.is_terminal
-            if text != tracked.shown:
-                await self._edit(tracked, text, ended=ended)
-            if ended:
+            if row.status.is_terminal:  # its answer replaces the message
                 self._tracked.pop(row.public_id, None)
+                continue
+            text = messages.progress(row.public_id, row.status, row.progress, row.progress_note)
+            if text != tracked.shown:
+                await self._edit(row.public_id, tracked, text)
 
-    async def _edit(self, tracked: _Tracked, text: str, *, ended: bool) -> None:
+    async def _edit(self, public_id: str, tracked: _Tracked, text: str) -> None:
+        fence = self._s.fence
+        until = await asyncio.to_thread(fence.take, public_id, FENCE_S)
+        if until is None:  # ended meanwhile: the message is its answer's now
+            self._tracked.pop(public_id, None)
+            return
         try:
-            if ended:  # the Cancel button has nothing left to cancel
-                await tracked.interaction.edit_original_response(content=text, view=None)
-            else:
+            async with asyncio.timeout(EDIT_TIMEOUT_S):
                 await tracked.interaction.edit_original_response(content=text)
             tracked.shown = text
+        except TimeoutError:
+            log.info("progress edit too slow; skipped", extra={"action": "bot.progress"})
         except discord.HTTPException as exc:
-            # A deleted message or a dead token: stop editing, the result still arrives.
+            # A deleted message or a dead token: stop editing, the answer still arrives.
             log.info("progress edit refused: %s", exc, extra={"action": "bot.progress"})
             tracked.until = 0.0
+        finally:
+            with contextlib.suppress(DBAPIError):
+                await asyncio.to_thread(fence.release, public_id, until)

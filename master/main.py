@@ -25,12 +25,14 @@ from stillhouse.storage import Storage, make_storage
 log = logging.getLogger(__name__)
 
 
-def make_backend(settings: Settings, log_dir: Path, storage: Storage) -> Backend:
+def make_backend(
+    settings: Settings, log_dir: Path, storage: Storage, owner: str = "master"
+) -> Backend:
     """The backend the settings name."""
     if settings.master.backend == "runpod":
         from master.backends.runpod import RunPodBackend
 
-        return RunPodBackend(settings.runpod, settings.master.job_timeout_s)
+        return RunPodBackend(settings.runpod, settings.master.job_timeout_s, owner)
     if settings.master.backend == "preview":
         from master.backends.preview import PreviewBackend
         from stillhouse.workflows.loader import WorkflowCatalog
@@ -61,8 +63,8 @@ async def serve(
     locks = make_locks(settings.memcached)
     metrics = MasterMetrics()
     storage = make_storage(settings)
-    backend = make_backend(settings, settings.data_dir / "logs", storage)
     owner = new_owner("master")
+    backend = make_backend(settings, settings.data_dir / "logs", storage, owner)
     dispatcher = Dispatcher(settings, queue, backend, storage, metrics, owner)
     watcher: asyncio.Task[None] | None = None
     if stop is None:
@@ -114,7 +116,12 @@ async def _listen(
     if not settings.master.http_port:
         return None
     token = settings.runpod.webhook_token
-    app = make_app(metrics, dispatcher.notify, token.get_secret_value() if token else None)
+    app = make_app(
+        metrics,
+        dispatcher.notify,
+        token.get_secret_value() if token else None,
+        dispatcher.problem,
+    )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, settings.master.http_host, settings.master.http_port).start()

@@ -35,6 +35,28 @@ class MasterMetrics:
         )
         self.lease_lost = Counter("stillhouse_leases_lost", "jobs this master lost", registry=r)
         self.reaped = Counter("stillhouse_leases_reaped", "expired leases returned", registry=r)
+        self.adopted = Counter(
+            "stillhouse_jobs_adopted", "backend jobs taken over from a vanished holder", registry=r
+        )
+        self.lost_submits = Counter(
+            "stillhouse_submits_unknown",
+            "submits whose backend id was never stored (a holder died in the submit window, "
+            "or the answer was lost): each may have run on a GPU as well",
+            registry=r,
+        )
+        self.paused = Gauge(
+            "stillhouse_dispatch_paused",
+            "1 while the backend refuses this deployment (cause: unauthorized, forbidden, "
+            "unknown_endpoint)",
+            ["cause"],
+            registry=r,
+        )
+        self.loop_errors = Counter(
+            "stillhouse_loop_errors",
+            "unexpected errors a long-running loop survived",
+            ["loop"],
+            registry=r,
+        )
         self.in_flight = Gauge("stillhouse_jobs_in_flight", "jobs this master holds", registry=r)
         self.queue_depth = Gauge("stillhouse_queue_depth", "jobs waiting", ["status"], registry=r)
         self.queue_wait = Histogram(
@@ -53,15 +75,20 @@ class MasterMetrics:
 
 
 def make_app(
-    metrics: MasterMetrics, notify: Callable[[str], None], webhook_token: str | None
+    metrics: MasterMetrics,
+    notify: Callable[[str], None],
+    webhook_token: str | None,
+    problem: Callable[[], str | None] = lambda: None,
 ) -> web.Application:
-    """The listener's routes."""
+    """The listener's routes; /healthz answers 503 with the reason while `problem` says
+    something is wrong (dispatch paused by the backend's refusal)."""
 
     async def metrics_page(_request: web.Request) -> web.Response:
         return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(_request: web.Request) -> web.Response:
-        return web.Response(text="ok")
+        wrong = problem()
+        return web.Response(text=wrong or "ok", status=503 if wrong else 200)
 
     async def runpod_webhook(request: web.Request) -> web.Response:
         given = request.query.get("token", "")

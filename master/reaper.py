@@ -23,7 +23,8 @@ async def reap_forever(
     metrics: MasterMetrics,
     interval_s: float,
 ) -> None:
-    """Sweep every interval until cancelled; a database outage only skips a sweep."""
+    """Sweep every interval until cancelled; a database outage only skips a sweep, and
+    an unexpected error is logged and counted, never the end of reaping."""
     while True:
         await asyncio.sleep(interval_s)
         try:
@@ -31,6 +32,10 @@ async def reap_forever(
             counts = await asyncio.to_thread(queue.depth)
         except DBAPIError:
             log.warning("database unavailable; reaping later", extra={"action": "reap.skip"})
+            continue
+        except Exception:
+            metrics.loop_errors.labels("reap").inc()
+            log.exception("reaping failed", extra={"action": "loop.error"})
             continue
         for status, count in counts.items():
             metrics.queue_depth.labels(status.value).set(count)

@@ -43,6 +43,12 @@ class DatabaseSettings(BaseModel):
     )
     pool_size: int = Field(default=5, ge=1, le=200, description="connections kept per process")
     connect_timeout_s: float = Field(default=10.0, gt=0, description="connect timeout (MySQL)")
+    io_timeout_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="read/write timeout of one statement (MySQL): a connection gone silent "
+        "fails well within a lease instead of stalling its holder",
+    )
 
     @field_validator("url")
     @classmethod
@@ -133,7 +139,16 @@ class StorageSettings(BaseModel):
 class QueueSettings(BaseModel):
     """Attempts, leases and backoff for both queues."""
 
-    max_attempts: int = Field(default=3, ge=1, le=50, description="tries per generation job")
+    max_attempts: int = Field(
+        default=3, ge=1, le=50, description="GPU tries per generation job (backend jobs started)"
+    )
+    max_claims: int = Field(
+        default=20,
+        ge=1,
+        le=1000,
+        description="claims of a job that never reached a GPU before it fails (a job that "
+        "stops every dispatcher taking it); dispatcher deaths cost no attempt",
+    )
     lease_s: float = Field(default=60.0, gt=0, description="generation lease before reclaim")
     backoff_base_s: float = Field(
         default=5.0, ge=0, description="retry delay after the first failure (jitter: 50-100% of it)"
@@ -234,6 +249,11 @@ class MasterSettings(BaseModel):
         default=30.0, ge=0, description="on SIGTERM, wait this long before handing jobs back"
     )
     reap_interval_s: float = Field(default=5.0, gt=0, description="expired-lease sweeps")
+    cancel_check_interval_s: float = Field(
+        default=0.5,
+        gt=0,
+        description="how often a master looks for users' cancels of the jobs it holds",
+    )
     http_host: str = Field(default="0.0.0.0", description="/metrics and webhook listener")  # noqa: S104
     http_port: int = Field(default=9464, ge=0, le=65535, description="0 = no HTTP listener")
     partitions: str = Field(default="", description="comma-separated partitions; empty = all")
@@ -337,6 +357,10 @@ class BotSettings(BaseModel):
         gt=0,
         le=15 * 60,
         description="use an interaction's token this long, then post in the channel",
+    )
+    metrics_host: str = Field(default="0.0.0.0", description="/metrics listener")  # noqa: S104
+    metrics_port: int = Field(
+        default=0, ge=0, le=65535, description="bot /metrics port; 0 = none (one per process)"
     )
 
     @field_validator("sync_guild_ids", "admin_ids")

@@ -10,13 +10,16 @@ on the request id (a Discord interaction), so two replicas of one shard make one
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
+from sqlalchemy.exc import DBAPIError
 
 from stillhouse.config import IntakeSettings, WorkerSettings
+from stillhouse.db.engine import is_outage
 from stillhouse.errors import StillhouseError
 from stillhouse.filters import ContentFilter
 from stillhouse.locks import LockService
@@ -27,12 +30,14 @@ from stillhouse.queue.records import Enqueued, QueuePosition
 from stillhouse.queue.timing import Clock, utcnow
 from stillhouse.schemas.jobs import NewJob, Routing
 from stillhouse.schemas.manifest import ParamValue, Purpose
+from stillhouse.schemas.states import JobStatus
 from stillhouse.workflows.binder import BoundWorkflow, ParameterError, bind
 from stillhouse.workflows.loader import UnknownWorkflow, Workflow, WorkflowCatalog
 
 log = logging.getLogger(__name__)
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp")
 PROMPT_FIELDS = ("prompt", "negative_prompt")
+ENQUEUE_RETRY_S = 2.5  # within Discord's 3 s, or the deferred answer that follows it
 
 
 RefusalKind = Literal["invalid", "paused", "banned", "limited"]
@@ -183,8 +188,11 @@ class Intake:
             graph=bound.graph,
             inputs=bound.inputs,
         )
-        enqueued = self.queue.enqueue(job)
-        position = self.queue.position(enqueued.job.public_id)
+        enqueued = self._enqueue(job)
+        try:
+            position = self.queue.position(enqueued.job.public_id)
+        except DBAPIError:  # it is queued; where it stands can be told later
+            position = QueuePosition(status=JobStatus.QUEUED, ahead=None, estimated_wait_s=None)
         log.info(
             "request queued" if enqueued.created else "request already queued",
             extra={
@@ -198,6 +206,27 @@ class Intake:
             },
         )
         return Accepted(enqueued=enqueued, position=position, bound=bound)
+
+    def _enqueue(self, job: NewJob) -> Enqueued:
+        """Insert the job. A connection lost during the commit leaves its fate unknown:
+        a request with an id is tried again (its unique id finds the job if the first
+        try committed) for up to ENQUEUE_RETRY_S, so a database restart mid-request
+        neither loses the job nor tells the user it failed when it did not."""
+        retrying_until = time.monotonic() + ENQUEUE_RETRY_S
+        delay, tried = 0.1, False
+        while True:
+            try:
+                enqueued = self.queue.enqueue(job)
+            except DBAPIError as exc:
+                retry = job.interaction_id is not None and is_outage(exc)
+                if not retry or time.monotonic() + delay > retrying_until:
+                    raise
+                tried = True
+                time.sleep(delay)  # a worker thread of the front, never its event loop
+                delay = min(delay * 2, 0.8)
+                continue
+            # Found after a try whose commit we did not hear about: that job is ours.
+            return Enqueued(job=enqueued.job, created=True) if tried else enqueued
 
     def _workflow(self, request: GenerationRequest) -> Workflow:
         try:

@@ -13,6 +13,7 @@ from stillhouse.intake import Intake
 from stillhouse.locks import LockService, make_locks
 from stillhouse.moderation import Moderation
 from stillhouse.queue import GenerationQueue, SendQueue
+from stillhouse.queue.fences import MessageFence
 from stillhouse.queue.insights import QueueInsights
 from stillhouse.queue.timing import Clock, utcnow
 from stillhouse.storage import Storage, make_storage
@@ -27,6 +28,7 @@ class Services:
     engine: Engine
     queue: GenerationQueue
     sends: SendQueue
+    fence: MessageFence
     insights: QueueInsights
     moderation: Moderation
     locks: LockService
@@ -67,6 +69,7 @@ class Services:
             engine=engine,
             queue=GenerationQueue(engine, settings.queue, clock=clock),
             sends=SendQueue(engine, settings.queue, clock=clock),
+            fence=MessageFence(engine, settings.queue, clock=clock),
             insights=QueueInsights(engine, clock=clock),
             moderation=Moderation(engine, clock=clock),
             locks=locks or make_locks(settings.memcached),

@@ -35,7 +35,26 @@ class Poll(BaseModel):
 
 
 class BackendUnavailable(Exception):
-    """The backend could not be reached or answered 5xx; try again later."""
+    """The backend could not be reached, was too slow, or answered 5xx / 429 / a body
+    without what it should hold; try again later. A submit that failed this way may
+    still have reached the backend."""
+
+
+class SubmitNotSent(BackendUnavailable):
+    """The submit never reached the backend (connection refused, 429): no job there."""
+
+
+class JobRejected(Exception):
+    """The backend refused this one job's request (400, 413): retrying cannot help."""
+
+
+class BackendRefused(Exception):
+    """The backend refuses this deployment (bad key, no such endpoint): nothing will
+    work until an operator fixes a setting. Dispatch pauses; no job is failed for it."""
+
+    def __init__(self, cause: str, message: str) -> None:
+        super().__init__(message)
+        self.cause = cause  # a short metric label: unauthorized, forbidden, unknown_endpoint
 
 
 class Backend(Protocol):

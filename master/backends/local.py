@@ -21,7 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
-from master.backends.base import BackendUnavailable, Phase, Poll
+from master.backends.base import Phase, Poll, SubmitNotSent
 from stillhouse.processes import die_with_parent
 from stillhouse.schemas.worker_io import ErrorInfo, WorkerInput, WorkerOutput, parse_error
 
@@ -80,7 +80,7 @@ class LocalBackend:
     async def submit(self, request: WorkerInput) -> str:
         slot = next((s for s in self._slots if s.busy_with is None), None)
         if slot is None:
-            raise BackendUnavailable("every local worker is busy")
+            raise SubmitNotSent("every local worker is busy")
         job_id = f"local-{uuid.uuid4().hex}"
         # Taken before the (slow) start, so a second submit cannot pick a starting worker.
         slot.busy_with = job_id
@@ -165,7 +165,7 @@ class LocalBackend:
     async def _ensure_started(self, slot: _Slot) -> None:
         if slot.external_url is not None:
             if not await self._answers(slot):
-                raise BackendUnavailable(f"the worker at {slot.url} does not answer")
+                raise SubmitNotSent(f"the worker at {slot.url} does not answer")
             return
         if slot.alive():
             return
@@ -193,9 +193,9 @@ class LocalBackend:
             if await self._answers(slot):
                 return
             if not slot.alive():
-                raise BackendUnavailable(f"local worker exited at start; see {slot.log_path}")
+                raise SubmitNotSent(f"local worker exited at start; see {slot.log_path}")
             await asyncio.sleep(0.2)
-        raise BackendUnavailable(f"local worker on port {slot.port} did not start")
+        raise SubmitNotSent(f"local worker on port {slot.port} did not start")
 
     async def _answers(self, slot: _Slot) -> bool:
         try:

@@ -43,6 +43,8 @@ def make_engine(settings: Settings, *, pool: bool = True) -> Engine:
         hide_parameters=True,
         connect_args={
             "connect_timeout": max(1, int(settings.database.connect_timeout_s)),
+            "read_timeout": max(1, int(settings.database.io_timeout_s)),
+            "write_timeout": max(1, int(settings.database.io_timeout_s)),
             "charset": "utf8mb4",
         },
         **pooling,

@@ -82,13 +82,21 @@ class GenerationJob(Base):
     graph: Mapped[ComfyGraph] = mapped_column(PydanticJSON(ComfyGraph))
     inputs: Mapped[list[InputSource]] = mapped_column(PydanticJSON(list[InputSource]))
 
+    # GPU tries (backend jobs started); `claims` is the lease's epoch, bumped per claim.
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer)
+    claims: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     run_after: Mapped[datetime] = mapped_column(UTCDateTime)
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     backend_job_id: Mapped[str | None] = mapped_column(String(128))
+    # Set just before a backend submit, cleared once its id is stored: a holder that
+    # finds it set knows a submit's fate is unknown (counted in lost_submits).
+    submitting_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lost_submits: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # A progress edit of the Discord message may land until then; the answer waits.
+    message_edit_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     progress: Mapped[float | None] = mapped_column(Float)
     progress_note: Mapped[str | None] = mapped_column(String(255))
     result: Mapped[JobResult | None] = mapped_column(PydanticJSON(JobResult))

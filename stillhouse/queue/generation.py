@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, or_, select, update
+from sqlalchemy import Connection, and_, case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -29,6 +29,7 @@ from stillhouse.queue.statements import (
     INSERT_JOB,
     JOBS,
     SUCCEED_HELD,
+    SUCCEED_HELD_UNCANCELLED,
     held_params,
     lease_jobs,
     runnable_jobs,
@@ -65,6 +66,8 @@ class GenerationQueue(QueueTable):
             "graph": job.graph,
             "inputs": job.inputs,
             "attempts": 0,
+            "claims": 0,
+            "lost_submits": 0,
             "max_attempts": job.max_attempts or self._settings.max_attempts,
             "run_after": now,
             "cancel_requested": False,
@@ -181,7 +184,7 @@ class GenerationQueue(QueueTable):
             "dispatched_at": now,
             "updated_at": now,
         }
-        return [JobRecord.from_row(r | leased | {"attempts": r["attempts"] + 1}) for r in rows]
+        return [JobRecord.from_row(r | leased | {"claims": r["claims"] + 1}) for r in rows]
 
     def renew(self, owner: str, job_ids: Iterable[int]) -> LeaseStatus:
         """Extend the leases `owner` still holds; report which it lost or must cancel."""
@@ -202,16 +205,60 @@ class GenerationQueue(QueueTable):
             cancel_requested=frozenset(r.id for r in held if r.cancel_requested),
         )
 
-    def mark_running(self, job: JobRecord, backend_job_id: str | None = None) -> None:
-        """The backend accepted the job."""
+    def cancels_for(self, owner: str) -> frozenset[int]:
+        """Jobs `owner` holds whose user asked to cancel them (a cheap, frequent look)."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(_C.id).where(
+                    or_(*(_C.status == s for s in ACTIVE_JOB_STATES)),
+                    _C.lease_owner == owner,
+                    _C.cancel_requested.is_(True),
+                )
+            )
+            return frozenset(rows.scalars())
+
+    def begin_submit(self, job: JobRecord) -> None:
+        """About to hand the job to the backend. Until its id is stored, nobody else can
+        know whether the backend took it: a holder that finds this mark left over by an
+        earlier submit counts that submit as lost (it may have run on a GPU too)."""
         now = self._clock()
-        self._update_held(
-            job,
-            status=JobStatus.RUNNING,
-            started_at=func.coalesce(_C.started_at, now),
-            backend_job_id=backend_job_id,
-            updated_at=now,
+        # MySQL assigns left to right, each seeing the ones before: count, then mark.
+        statement = (
+            update(JOBS)
+            .where(HELD)
+            .ordered_values(
+                (
+                    _C.lost_submits,
+                    _C.lost_submits + case((_C.submitting_since.is_(None), 0), else_=1),
+                ),
+                (_C.submitting_since, now),
+                (_C.updated_at, now),
+            )
         )
+        with self._engine.begin() as conn:
+            if conn.execute(statement, held_params(job)).rowcount != 1:
+                raise LeaseLost(f"job {job.public_id} is no longer held by {job.lease_owner}")
+
+    def abort_submit(self, job: JobRecord) -> None:
+        """The submit never reached the backend (refused connection, a 4xx): no job there."""
+        self._update_held(job, submitting_since=None, updated_at=self._clock())
+
+    def mark_running(
+        self, job: JobRecord, backend_job_id: str | None = None, *, adopted: bool = False
+    ) -> None:
+        """The backend accepted the job (a new GPU try), or this holder adopted the
+        backend job an earlier holder left (no new try)."""
+        now = self._clock()
+        values: dict[str, Any] = {
+            "status": JobStatus.RUNNING,
+            "started_at": func.coalesce(_C.started_at, now),
+            "updated_at": now,
+        }
+        if not adopted:
+            values.update(
+                backend_job_id=backend_job_id, submitting_since=None, attempts=_C.attempts + 1
+            )
+        self._update_held(job, **values)
 
     def set_progress(self, job: JobRecord, value: float, note: str | None = None) -> None:
         """Record how far the job is (0..1); callers throttle."""
@@ -220,13 +267,15 @@ class GenerationQueue(QueueTable):
         )
 
     def complete(self, job: JobRecord, result: JobResult) -> None:
-        """Succeed the job and queue its result row, in one transaction."""
+        """Succeed the job and queue its result row, in one transaction. A cancel asked
+        for meanwhile lost the race: the user is told the images came first."""
         now = self._clock()
+        params = {**held_params(job), "done": result, "now": now}
         with self._engine.begin() as conn:
-            succeeded = SUCCEED_HELD.execute(conn, {**held_params(job), "done": result, "now": now})
-            if succeeded.rowcount != 1:
+            too_late = SUCCEED_HELD_UNCANCELLED.execute(conn, params).rowcount != 1
+            if too_late and SUCCEED_HELD.execute(conn, params).rowcount != 1:
                 raise LeaseLost(f"job {job.public_id} is no longer held by {job.lease_owner}")
-            outcomes.result(conn, job, result, now, self._settings)
+            outcomes.result(conn, job, result, now, self._settings, cancel_too_late=too_late)
 
     def fail(self, job: JobRecord, error: ErrorInfo) -> FailOutcome:
         """Retry with backoff if the error allows and attempts remain; else fail for good."""
@@ -236,14 +285,12 @@ class GenerationQueue(QueueTable):
             return self._settle(conn, current, error, now)
 
     def hand_back(self, job: JobRecord) -> None:
-        """Return a held job to the queue now, not counting the attempt (a draining
-        master); its backend job id stays so the next holder can adopt the running job."""
+        """Return a held job to the queue now (a draining master, a paused backend); its
+        backend job id stays so the next holder can adopt the running job."""
         now = self._clock()
         self._update_held(
             job,
-            status=JobStatus.QUEUED,
-            run_after=now,
-            attempts=_C.attempts - 1,
+            status=JobStatus.QUEUED,  # its run_after has passed: it keeps its place in line
             lease_owner=None,
             lease_expires_at=None,
             updated_at=now,
@@ -266,13 +313,14 @@ class GenerationQueue(QueueTable):
             outcomes.cancelled(conn, job, now, self._settings)
 
     def reap_expired(self, limit: int = 500) -> ReapReport:
-        """Return jobs whose holder vanished to the queue, or fail them when spent."""
+        """Return jobs whose holder vanished to the queue, keeping their place in line.
+
+        A holder's death is not a GPU try: nothing is failed here while the backend may
+        hold the job (a stored backend id, or a submit whose fate is unknown) — the next
+        holder asks the backend. Only a job that was never submitted and has been claimed
+        `max_claims` times (a job that stops every master that takes it) fails here.
+        """
         now = self._clock()
-        lost = ErrorInfo(
-            type="lease_expired",
-            message="the worker handling this request stopped responding",
-            retryable=True,
-        )
         with self._engine.begin() as conn:
             rows = (
                 conn.execute(
@@ -285,10 +333,7 @@ class GenerationQueue(QueueTable):
                 .mappings()
                 .all()
             )
-            settled = Counter(
-                self._settle(conn, JobRecord.from_row(r), lost, now, keep_backend_job=True)
-                for r in rows
-            )
+            settled = Counter(self._return(conn, JobRecord.from_row(r), now) for r in rows)
         return ReapReport(
             requeued=settled[FailOutcome.RETRYING],
             failed=settled[FailOutcome.FAILED],
@@ -298,31 +343,30 @@ class GenerationQueue(QueueTable):
     # -- helpers --------------------------------------------------------------------------
 
     def _settle(
-        self,
-        conn: Connection,
-        job: JobRecord,
-        error: ErrorInfo,
-        now: datetime,
-        *,
-        keep_backend_job: bool = False,
+        self, conn: Connection, job: JobRecord, error: ErrorInfo, now: datetime
     ) -> FailOutcome:
+        """The try ended without images: retry, or fail for good. A try that never got
+        a backend job (a submit that never answered by the deadline) counts here; one
+        that did was counted when it started."""
         if job.cancel_requested:
             self._finish(conn, job, JobStatus.CANCELLED, now, error=error)
             outcomes.cancelled(conn, job, now, self._settings)
             return FailOutcome.CANCELLED
-        if error.retryable and job.attempts < job.max_attempts:
-            delay = self._backoff(job.attempts)
+        if job.backend_job_id is None:
+            job = job.model_copy(update={"attempts": job.attempts + 1})
+        again = job.attempts < job.max_attempts and job.claims < self._settings.max_claims
+        if error.retryable and again:
+            delay = self._backoff(max(1, job.claims))  # the n-th retry waits ~base * 2^(n-1)
             conn.execute(
                 update(JOBS)
                 .where(_C.id == job.id)
                 .values(
                     status=JobStatus.QUEUED,
+                    attempts=job.attempts,
                     run_after=now + delay,
                     lease_owner=None,
                     lease_expires_at=None,
-                    # A vanished holder's backend job may still run or have finished:
-                    # the next holder adopts it instead of paying for the GPU twice.
-                    backend_job_id=job.backend_job_id if keep_backend_job else None,
+                    backend_job_id=None,  # that backend job is over
                     progress=None,
                     progress_note=None,
                     error=error,
@@ -330,9 +374,34 @@ class GenerationQueue(QueueTable):
                 )
             )
             return FailOutcome.RETRYING
-        self._finish(conn, job, JobStatus.FAILED, now, error=error)
+        self._finish(conn, job, JobStatus.FAILED, now, error=error, attempts=job.attempts)
         outcomes.failure(conn, job, error, now, self._settings)
         return FailOutcome.FAILED
+
+    def _return(self, conn: Connection, job: JobRecord, now: datetime) -> FailOutcome:
+        """A job whose holder vanished: back in line, or (see reap_expired) ended."""
+        at_backend = job.backend_job_id is not None or job.submitting_since is not None
+        if job.cancel_requested and not at_backend:
+            self._finish(conn, job, JobStatus.CANCELLED, now)
+            outcomes.cancelled(conn, job, now, self._settings)
+            return FailOutcome.CANCELLED
+        if not at_backend and job.claims >= self._settings.max_claims:
+            error = ErrorInfo(
+                type="lease_expired",
+                message="every dispatcher that took this request stopped responding",
+                retryable=True,
+            )
+            self._finish(conn, job, JobStatus.FAILED, now, error=error)
+            outcomes.failure(conn, job, error, now, self._settings)
+            return FailOutcome.FAILED
+        conn.execute(
+            update(JOBS)
+            .where(_C.id == job.id)
+            .values(
+                status=JobStatus.QUEUED, lease_owner=None, lease_expires_at=None, updated_at=now
+            )
+        )
+        return FailOutcome.RETRYING
 
     def _finish(
         self,
@@ -408,6 +477,8 @@ def _blank_row() -> dict[str, Any]:
         "lease_owner": None,
         "lease_expires_at": None,
         "backend_job_id": None,
+        "submitting_since": None,
+        "message_edit_until": None,
         "progress": None,
         "progress_note": None,
         "result": None,

@@ -34,10 +34,21 @@ def outcome_key(job_id: int) -> str:
 
 
 def result(
-    conn: Connection, job: JobRecord, done: JobResult, now: datetime, settings: QueueSettings
+    conn: Connection,
+    job: JobRecord,
+    done: JobResult,
+    now: datetime,
+    settings: QueueSettings,
+    *,
+    cancel_too_late: bool = False,
 ) -> None:
     """Queue the images for the user."""
-    payload = ResultPayload(images=done.images, workflow_name=job.workflow_name, params=job.params)
+    payload = ResultPayload(
+        images=done.images,
+        workflow_name=job.workflow_name,
+        params=job.params,
+        cancel_too_late=cancel_too_late,
+    )
     _insert(conn, job, DeliveryKind.RESULT, payload, now, settings)
 
 

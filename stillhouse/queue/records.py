@@ -48,13 +48,16 @@ class JobRecord(BaseModel):
     params: JobParams
     graph: ComfyGraph
     inputs: list[InputSource]
-    attempts: int
+    attempts: int  # GPU tries: backend jobs started for it
     max_attempts: int
+    claims: int  # times leased; with lease_owner, the lease's identity
     run_after: datetime
     lease_owner: str | None
     lease_expires_at: datetime | None
     cancel_requested: bool
     backend_job_id: str | None
+    submitting_since: datetime | None
+    lost_submits: int
     progress: float | None
     progress_note: str | None
     result: JobResult | None

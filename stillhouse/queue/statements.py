@@ -26,10 +26,13 @@ _C = JOBS.c
 _NEW_JOB: dict[str, Any] = {
     "status": JobStatus.QUEUED,
     "attempts": 0,
+    "claims": 0,
+    "lost_submits": 0,
     "cancel_requested": False,
     **dict.fromkeys(
         ("lease_owner", "lease_expires_at", "backend_job_id", "progress", "progress_note"),
     ),
+    **dict.fromkeys(("submitting_since", "message_edit_until")),
     **dict.fromkeys(("result", "error", "dispatched_at", "started_at", "finished_at")),
 }
 _NEW_SEND: dict[str, Any] = {
@@ -69,7 +72,7 @@ def lease_jobs(count: int) -> Prepared:
         update(JOBS)
         .where(_C.id.in_([bindparam(f"id_{n}") for n in range(count)]))
         .values(
-            attempts=_C.attempts + 1,
+            claims=_C.claims + 1,
             status=JobStatus.DISPATCHED,
             lease_owner=bindparam("owner"),
             lease_expires_at=bindparam("expires"),
@@ -79,30 +82,32 @@ def lease_jobs(count: int) -> Prepared:
     )
 
 
-# The row is still this claim's: same owner, same attempt, still active.
+# The row is still this claim's: same owner, same claim, still active.
 HELD = and_(
     _C.id == bindparam("held_id"),
     _C.lease_owner == bindparam("held_owner"),
-    _C.attempts == bindparam("held_attempts"),
+    _C.claims == bindparam("held_claim"),
     # OR of equalities, not IN: an IN list is re-rendered into the SQL on every call.
     or_(*(_C.status == state for state in ACTIVE_JOB_STATES)),
 )
-SUCCEED_HELD = Prepared(
-    update(JOBS)
-    .where(HELD)
-    .values(
-        status=JobStatus.SUCCEEDED,
-        lease_owner=None,
-        lease_expires_at=None,
-        error=None,  # an earlier attempt's error no longer describes the job
-        progress=1.0,
-        result=bindparam("done"),
-        finished_at=bindparam("now"),
-        updated_at=bindparam("now"),
-    )
+_SUCCEED_VALUES: dict[str, Any] = dict(
+    status=JobStatus.SUCCEEDED,
+    lease_owner=None,
+    lease_expires_at=None,
+    error=None,  # an earlier attempt's error no longer describes the job
+    progress=1.0,
+    result=bindparam("done"),
+    finished_at=bindparam("now"),
+    updated_at=bindparam("now"),
+)
+SUCCEED_HELD = Prepared(update(JOBS).where(HELD).values(_SUCCEED_VALUES))
+# The common case in one statement; a job whose user asked to cancel it is succeeded by
+# SUCCEED_HELD instead, so its answer can say the images came first.
+SUCCEED_HELD_UNCANCELLED = Prepared(
+    update(JOBS).where(HELD, _C.cancel_requested.is_(False)).values(_SUCCEED_VALUES)
 )
 
 
 def held_params(job: JobRecord) -> dict[str, Any]:
     """Binds for HELD from a claimed record."""
-    return {"held_id": job.id, "held_owner": job.lease_owner, "held_attempts": job.attempts}
+    return {"held_id": job.id, "held_owner": job.lease_owner, "held_claim": job.claims}

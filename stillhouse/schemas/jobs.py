@@ -72,6 +72,7 @@ class ResultPayload(BaseModel):
     images: list[ImageRef]
     workflow_name: str
     params: JobParams
+    cancel_too_late: bool = False  # the user asked to cancel, but the images came first
 
 
 class FailurePayload(BaseModel):

@@ -129,7 +129,9 @@ def test_events_follow_progress_until_done(client: TestClient, api_services: Ser
             elif line.startswith("data: "):
                 events.append((name, json.loads(line.removeprefix("data: "))))
                 if name == "progress":
-                    api_services.queue.complete(job, stored_result(api_services, job.public_id)[0])
+                    api_services.queue.complete(
+                        job, stored_result(api_services.storage, job.public_id)[0]
+                    )
                 if name == "done":
                     break
     assert [n for n, _ in events] == ["progress", "done"]

@@ -14,6 +14,7 @@ from stillhouse.filters import ContentFilter, FilterFile, FilterRules
 from stillhouse.locks import InProcessLocks
 from stillhouse.moderation import Moderation
 from stillhouse.queue import GenerationQueue, SendQueue
+from stillhouse.queue.fences import MessageFence
 from stillhouse.queue.insights import QueueInsights
 from stillhouse.services import Services
 from stillhouse.storage.local import LocalStorage
@@ -65,6 +66,7 @@ def make_services(engine: Engine, settings: Settings) -> Services:
         engine=engine,
         queue=GenerationQueue(engine, settings.queue),
         sends=SendQueue(engine, settings.queue),
+        fence=MessageFence(engine, settings.queue),
         insights=QueueInsights(engine),
         moderation=Moderation(engine),
         locks=InProcessLocks(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -18,6 +19,7 @@ from stillhouse.queue.timing import utcnow
 from stillhouse.schemas.jobs import JobResult
 from stillhouse.schemas.worker_io import ImageRef
 from stillhouse.services import Services
+from stillhouse.storage import Storage
 from stillhouse.storage.base import new_key
 from tests.doubles.discord import ClientThread, DiscordEmulator, GuildSpec, Interaction, Message
 from tests.support import wait_until
@@ -35,6 +37,9 @@ USER, OTHER_USER, MANAGER = (
     1_300_000_000_000_000_202,
     1_300_000_000_000_000_203,
 )
+
+
+PUBLIC_ID = re.compile(r"`([A-Za-z0-9_-]{16})`")
 
 
 def guilds() -> list[GuildSpec]:
@@ -77,14 +82,14 @@ def png(width: int = 64, height: int = 48, color: str = "teal") -> bytes:
 
 
 def stored_result(
-    services: Services, public_id: str, images: int = 1
+    storage: Storage, public_id: str, images: int = 1
 ) -> tuple[JobResult, list[tuple[str, bytes]]]:
     """What a worker leaves behind: PNGs in storage, and the result pointing at them."""
     stored, refs = [], []
     for n in range(images):
         data = png(color=("teal", "orange", "navy", "olive")[n % 4])
         key = new_key("stillhouse/", public_id, "png")
-        obj = services.storage.put(key, data, "image/png")
+        obj = storage.put(key, data, "image/png")
         stored.append((key, data))
         refs.append(
             ImageRef(
@@ -108,7 +113,7 @@ def finish(services: Services, public_id: str, images: int = 1) -> list[tuple[st
     owner = new_owner("test-master")
     claimed = wait_until(lambda: [j for j in queue.claim(owner, 50) if j.public_id == public_id])
     job: JobRecord = claimed[0]
-    result, stored = stored_result(services, public_id, images)
+    result, stored = stored_result(services.storage, public_id, images)
     queue.complete(job, result)
     return stored
 
@@ -123,6 +128,56 @@ def queued_id(ix: Interaction) -> str:
 def buttons(message: Message) -> list[str]:
     """Every button's custom id on a message."""
     return [c["custom_id"] for row in message.components for c in row["components"]]
+
+
+def is_answer(message: Message, public_id: str) -> bool:
+    """A visible message of the bot that answers the request: it names the request and
+    has no Cancel button (the queued message has one until the answer replaces it)."""
+    return (
+        not message.deleted
+        and not message.ephemeral
+        and f"`{public_id}`" in message.content
+        and f"sh:x:{public_id}" not in buttons(message)
+    )
+
+
+def answers(emu: DiscordEmulator, ix: Interaction, public_id: str) -> list[Message]:
+    """Every visible answer to a request: its own message replaced by the answer, its
+    follow-ups, and channel posts naming it."""
+    seen: dict[int, Message] = {}
+    for message in [ix.original, *ix.followups, *emu.channel_messages(ix.channel_id)]:
+        if message is not None and is_answer(message, public_id):
+            seen[message.id] = message
+    return list(seen.values())
+
+
+def answer_index(emu: DiscordEmulator) -> dict[str, list[Message]]:
+    """Every visible answer in the emulator, by the request id it names: one pass over
+    all messages, for runs of thousands of requests."""
+    index: dict[str, list[Message]] = {}
+    with emu.state.lock:
+        messages = list(emu.state.messages.values())
+    for message in messages:
+        for public_id in set(PUBLIC_ID.findall(message.content)):
+            if is_answer(message, public_id):
+                index.setdefault(public_id, []).append(message)
+    return index
+
+
+def answered_at(message: Message) -> float | None:
+    """When the message first showed images (the emulator's clock)."""
+    return next((r.at for r in message.revisions if r.attachment_names), None)
+
+
+def wait_answer(
+    emu: DiscordEmulator, ix: Interaction, public_id: str, timeout_s: float = 10
+) -> Message:
+    """The one answer to a request, once it is there."""
+    found = wait_until(
+        lambda: answers(emu, ix, public_id), timeout_s, what=f"the answer to {public_id}"
+    )
+    assert len(found) == 1, f"{public_id} answered {len(found)} times"
+    return found[0]
 
 
 def shift_clock(services: Services, by: timedelta) -> None:

@@ -3,13 +3,21 @@ is a sentence for the user and nothing reaches the queue."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
+import pymysql
 import pytest
 from pydantic import SecretStr
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 
+from stillhouse.config import QueueSettings
 from stillhouse.intake import Attachment, GenerationRequest, Refusal, Requester
 from stillhouse.moderation import INTAKE_PAUSED
+from stillhouse.queue import GenerationQueue
+from stillhouse.queue.records import Enqueued
+from stillhouse.schemas.jobs import NewJob
 from stillhouse.schemas.manifest import ParamValue
 from stillhouse.schemas.states import JobStatus
 from stillhouse.services import Services
@@ -201,3 +209,31 @@ def test_a_users_own_quota_overrides_the_default(services: Services) -> None:
         intake.admit(42)
     assert services.moderation.clear_quota(42)
     intake.admit(42)
+
+
+class LostAcknowledgement(GenerationQueue):
+    """The database commits the insert, then the connection drops before the client
+    hears so (a server killed mid-commit)."""
+
+    def __init__(self, engine: Engine, settings: QueueSettings) -> None:
+        super().__init__(engine, settings)
+        self.dropped = 0
+
+    def enqueue(self, job: NewJob) -> Enqueued:
+        enqueued = super().enqueue(job)
+        if not self.dropped:
+            self.dropped += 1
+            lost = pymysql.err.OperationalError(2013, "Lost connection to MySQL server")
+            raise OperationalError("INSERT INTO generation_queue", {}, lost)
+        return enqueued
+
+
+def test_a_commit_whose_answer_was_lost_is_found_not_failed_nor_doubled(
+    services: Services,
+) -> None:
+    queue = LostAcknowledgement(services.engine, services.settings.queue)
+    intake = dataclasses.replace(services, queue=queue).intake
+    accepted = intake.enqueue(intake.prepare(request(), GUILD), requester(interaction_id=777))
+    assert queue.dropped == 1
+    assert accepted.enqueued.created, "it is this request's job, not another replica's"
+    assert queued_jobs(services) == 1

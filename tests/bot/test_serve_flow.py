@@ -1,5 +1,6 @@
 """The real bot through the Discord emulator, on MariaDB: /serve to a job, a result row to
-a follow-up with the images and buttons, and what each button does."""
+the answer (the queued message replaced by the images and buttons), and what each button
+does."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ from tests.bot.harness import (
     HIDDEN_CHANNEL,
     OTHER_USER,
     USER,
+    answers,
     buttons,
     finish,
     queued_id,
     running_bot,
     shift_clock,
+    wait_answer,
 )
 from tests.doubles.discord import DiscordEmulator, Interaction
 from tests.support import wait_until
@@ -43,15 +46,20 @@ def test_serve_queues_a_job_and_its_result_arrives_with_images_and_buttons(
         assert job.params.root["seed"] == 1234 and job.params.root["count"] == 2
 
         stored = finish(maria_services, public_id, images=2)
-        [result] = ix.wait_followups(1)
+        result = wait_answer(emu, ix, public_id)
+        assert result is ix.original and ix.followups == [], "the queued message is replaced"
         assert [a.data for a in result.attachments] == [data for _, data in stored]
         assert {f"sh:u:{public_id}:0", f"sh:v:{public_id}:1", f"sh:r:{public_id}"} <= set(
             buttons(result)
         )
         assert "a lighthouse" in result.content and "seed 1234" in result.content
-        wait_until(lambda: ix.original and "Done" in ix.original.content, 5, what="done edit")
+        first, *_, last = result.revisions
+        assert first.content.startswith("Queued") and f"sh:x:{public_id}" in first.component_ids
+        assert last.attachment_names == (f"{public_id}-1.png", f"{public_id}-2.png")
         [row] = maria_services.sends.for_job(job.id)
         wait_until(lambda: maria_services.sends.get(row.id).status is DeliveryStatus.SENT)
+        sent = maria_services.sends.get(row.id)
+        assert sent is not None and sent.discord_message_id == result.id
 
 
 def test_reroll_upscale_and_delete_do_what_they_say(
@@ -61,7 +69,7 @@ def test_reroll_upscale_and_delete_do_what_they_say(
         ix = serve(emu, seed=77)
         public_id = queued_id(ix)
         [(key, _)] = finish(maria_services, public_id)
-        [result] = ix.wait_followups(1)
+        result = wait_answer(emu, ix, public_id)
 
         reroll = emu.click(result, f"sh:r:{public_id}", USER)
         rerolled = maria_services.queue.get(queued_id(reroll))
@@ -105,6 +113,7 @@ def test_a_result_after_the_token_lifetime_is_posted_in_the_channel_with_a_menti
         [message] = posted
         assert message.content.startswith(f"<@{USER}>") and message.mentions_user_ids == [USER]
         assert message.attachments and f"sh:r:{public_id}" in buttons(message)
+        assert message.nonce == f"sh-{public_id}", "a repeat would return this message"
         assert ix.followups == []
 
 
@@ -112,15 +121,15 @@ def test_a_429_then_200_delivers_once(emu: DiscordEmulator, maria_services: Serv
     with running_bot(maria_services, emu):
         ix = serve(emu)
         public_id = queued_id(ix)
-        fault = emu.fail_next("POST", r"/webhooks/\d+/", 429, retry_after=0.2)
+        fault = emu.fail_next("PATCH", r"/messages/@original", 429, retry_after=0.2)
         finish(maria_services, public_id)
-        wait_until(lambda: ix.followups, 10, what="the follow-up")
+        wait_answer(emu, ix, public_id)
         job = maria_services.queue.get(public_id)
         assert job is not None
         [row] = maria_services.sends.for_job(job.id)
         wait_until(lambda: maria_services.sends.get(row.id).status is DeliveryStatus.SENT)
         assert fault.hits == 1, "the 429 was answered"
-        assert len(ix.followups) == 1
+        assert len(answers(emu, ix, public_id)) == 1 and ix.followups == []
 
 
 def test_a_403_marks_the_delivery_failed_without_more_messages(

@@ -58,7 +58,8 @@ class Cluster:
     master_env: dict[str, str] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
-    def start_worker(self, name: str, *comfy_switches: str) -> None:
+    def start_worker(self, name: str, *comfy_switches: str) -> str:
+        """A runpod worker process with its own ComfyUI double; the double's URL."""
         comfy_port = free_port()
         env = {
             **base_env(),
@@ -73,6 +74,7 @@ class Cluster:
             "STILLHOUSE_WORKER__ALLOWED_INPUT_HOSTS": "127.0.0.1",
         }
         self.spawn(name, [sys.executable, "-m", "worker"], env)
+        return f"http://127.0.0.1:{comfy_port}"
 
     def start_master(self, name: str, **settings: str) -> None:
         env = {

@@ -89,14 +89,14 @@ def test_claim_takes_urgent_then_oldest_first(queue: GenerationQueue, clock: Fak
     assert claimed == [urgent.public_id, old.public_id, newer.public_id]
 
 
-def test_claim_leases_to_the_owner_and_counts_the_attempt(
+def test_claim_leases_to_the_owner_and_counts_the_claim_not_an_attempt(
     queue: GenerationQueue, clock: FakeClock
 ) -> None:
     queue.enqueue(new_job())
     [job] = queue.claim("m1", limit=5)
     assert job.status is JobStatus.DISPATCHED
     assert job.lease_owner == "m1"
-    assert job.attempts == 1
+    assert job.claims == 1 and job.attempts == 0
     assert job.lease_expires_at == clock.now + timedelta(seconds=SETTINGS.lease_s)
     assert queue.get(job.public_id) == job
     assert queue.claim("m2", limit=5) == []
@@ -109,7 +109,7 @@ def test_claim_leaves_jobs_in_backoff_alone(queue: GenerationQueue, clock: FakeC
     assert queue.claim("m1") == []
     clock.advance(SETTINGS.backoff_base_s)
     [again] = queue.claim("m1")
-    assert again.id == job.id and again.attempts == 2
+    assert again.id == job.id and again.claims == 2
 
 
 def test_retry_backoff_grows_exponentially_with_jitter(
@@ -120,6 +120,7 @@ def test_retry_backoff_grows_exponentially_with_jitter(
     for _ in range(4):
         clock.advance(3600)
         [job] = queue.claim("m1")
+        queue.mark_running(job, backend_job_id="rp")
         queue.fail(job, RETRYABLE)
         stored = queue.get(job.public_id)
         assert stored is not None and stored.status is JobStatus.QUEUED
@@ -197,6 +198,7 @@ def test_retryable_failure_at_max_attempts_fails_with_a_row_for_the_user(
     for _ in range(2):
         clock.advance(3600)
         [job] = queue.claim("m1")
+        queue.mark_running(job, backend_job_id="rp")  # each try reached a GPU
         outcomes.append(queue.fail(job, RETRYABLE))
     assert outcomes == [FailOutcome.RETRYING, FailOutcome.FAILED]
     [row] = sends.for_job(job.id)
@@ -234,28 +236,104 @@ def test_cancel_of_an_unknown_job_says_so(queue: GenerationQueue) -> None:
     assert queue.cancel("no-such-job") is CancelOutcome.NOT_FOUND
 
 
-def test_reaper_requeues_expired_leases_and_fails_spent_jobs(
+def test_reaper_returns_expired_jobs_in_line_without_costing_an_attempt(
     queue: GenerationQueue, clock: FakeClock, sends: SendQueue
 ) -> None:
-    queue.enqueue(new_job("retry me", max_attempts=3))
-    queue.enqueue(new_job("spent", max_attempts=1))
+    queue.enqueue(new_job("never submitted"))
+    queue.enqueue(new_job("running on a gpu", max_attempts=1))
     queue.enqueue(new_job("healthy"))
     claimed = {j.params.root["prompt"]: j for j in queue.claim("m1", limit=3)}
+    queue.mark_running(claimed["running on a gpu"], backend_job_id="rp-7")
     clock.advance(SETTINGS.lease_s / 2)
     queue.renew("m1", [claimed["healthy"].id])
     clock.advance(SETTINGS.lease_s / 2 + 1)
     report = queue.reap_expired()
-    assert (report.requeued, report.failed, report.cancelled) == (1, 1, 0)
-    retry, spent, healthy = (
-        queue.get(claimed[p].public_id) for p in ("retry me", "spent", "healthy")
+    assert (report.requeued, report.failed, report.cancelled) == (2, 0, 0)
+    fresh, running, healthy = (
+        queue.get(claimed[p].public_id) for p in ("never submitted", "running on a gpu", "healthy")
     )
-    assert retry is not None and retry.status is JobStatus.QUEUED and retry.attempts == 1
-    assert spent is not None and spent.status is JobStatus.FAILED
-    assert spent.error is not None and spent.error.type == "lease_expired"
+    assert fresh is not None and fresh.status is JobStatus.QUEUED and fresh.attempts == 0
+    assert fresh.run_after == claimed["never submitted"].run_after, "it kept its place"
+    # Its one attempt is spent, but its GPU job may have finished: the next holder asks.
+    assert running is not None and running.status is JobStatus.QUEUED
+    assert running.backend_job_id == "rp-7" and running.attempts == 1
     assert healthy is not None and healthy.status is JobStatus.DISPATCHED
-    [row] = sends.for_job(spent.id)
-    assert row.kind is DeliveryKind.FAILURE
+    assert sends.for_job(running.id) == [] and sends.for_job(fresh.id) == []
     assert queue.reap_expired().total == 0
+
+
+def test_reaper_fails_only_a_job_that_never_reached_a_gpu_in_max_claims(
+    engine: Engine, clock: FakeClock, sends: SendQueue
+) -> None:
+    settings = SETTINGS.model_copy(update={"max_claims": 2})
+    queue = GenerationQueue(engine, settings, clock=clock, rand=lambda: 0.5)
+    poison = queue.enqueue(new_job("stops every master")).job
+    adopted = queue.enqueue(new_job("at the backend")).job
+    for _ in range(3):
+        for job in queue.claim("m1", limit=2):
+            if job.id == adopted.id and job.backend_job_id is None:
+                queue.mark_running(job, backend_job_id="rp-1")
+        clock.advance(SETTINGS.lease_s + 1)
+        queue.reap_expired()
+    failed, kept = queue.get(poison.public_id), queue.get(adopted.public_id)
+    assert failed is not None and failed.status is JobStatus.FAILED and failed.claims == 2
+    assert failed.error is not None and failed.error.type == "lease_expired"
+    [row] = sends.for_job(failed.id)
+    assert row.kind is DeliveryKind.FAILURE
+    assert kept is not None and kept.status is JobStatus.QUEUED and kept.claims == 3
+
+
+def test_a_submit_whose_fate_is_unknown_is_counted_by_the_next_holder(
+    queue: GenerationQueue, clock: FakeClock
+) -> None:
+    queue.enqueue(new_job())
+    [first] = queue.claim("m1")
+    queue.begin_submit(first)  # the master dies before storing the backend id
+    clock.advance(SETTINGS.lease_s + 1)
+    assert queue.reap_expired().requeued == 1
+    [second] = queue.claim("m2")
+    assert second.submitting_since is not None and second.backend_job_id is None
+    queue.begin_submit(second)
+    queue.mark_running(second, backend_job_id="rp-2")
+    stored = queue.get(second.public_id)
+    assert stored is not None and stored.lost_submits == 1
+    assert stored.submitting_since is None and stored.attempts == 1
+    assert stored.backend_job_id == "rp-2"
+
+
+def test_a_submit_that_never_left_is_not_counted(queue: GenerationQueue) -> None:
+    queue.enqueue(new_job())
+    [job] = queue.claim("m1")
+    queue.begin_submit(job)
+    queue.abort_submit(job)  # connection refused: no job at the backend
+    queue.begin_submit(job)
+    queue.mark_running(job, backend_job_id="rp-1")
+    stored = queue.get(job.public_id)
+    assert stored is not None and stored.lost_submits == 0 and stored.attempts == 1
+
+
+def test_cancels_for_lists_the_holders_cancelled_jobs(queue: GenerationQueue) -> None:
+    queue.enqueue(new_job())
+    queue.enqueue(new_job())
+    mine, other = queue.claim("m1", limit=2)
+    queue.mark_running(mine)
+    assert queue.cancels_for("m1") == frozenset()
+    assert queue.cancel(mine.public_id) is CancelOutcome.REQUESTED
+    assert queue.cancels_for("m1") == {mine.id}
+    assert queue.cancels_for("m2") == frozenset()
+    assert other.id not in queue.cancels_for("m1")
+
+
+def test_a_result_after_a_cancel_says_the_images_came_first(
+    queue: GenerationQueue, sends: SendQueue
+) -> None:
+    queue.enqueue(new_job())
+    [job] = queue.claim("m1")
+    queue.mark_running(job, backend_job_id="rp-1")
+    queue.cancel(job.public_id)
+    queue.complete(job, JobResult(images=[IMAGE]))
+    [row] = sends.for_job(job.id)
+    assert isinstance(row.payload, ResultPayload) and row.payload.cancel_too_late
 
 
 def test_renew_reports_only_the_leases_still_held(queue: GenerationQueue) -> None:

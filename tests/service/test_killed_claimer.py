@@ -17,9 +17,8 @@ LEASE_S = 1.0
 
 @pytest.fixture
 def queue(engine: Engine) -> GenerationQueue:
-    return GenerationQueue(
-        engine, QueueSettings(lease_s=LEASE_S, backoff_base_s=0, backoff_max_s=0)
-    )
+    settings = QueueSettings(lease_s=LEASE_S, backoff_base_s=0, backoff_max_s=0, max_claims=2)
+    return GenerationQueue(engine, settings)
 
 
 def kill_while_holding(database_url: str, expected_job_id: int) -> None:
@@ -45,15 +44,15 @@ def test_job_of_a_killed_claimer_is_reclaimed_after_its_lease_and_completes_once
 
     done = queue.get(job.public_id)
     assert done is not None and done.status is JobStatus.SUCCEEDED
-    assert done.attempts == 2
+    assert done.claims == 2 and done.attempts == 0, "a dead claimer costs no GPU attempt"
     rows = SendQueue(engine, QueueSettings()).for_job(job.id)
     assert [r.kind for r in rows] == [DeliveryKind.RESULT]
 
 
-def test_a_job_whose_claimers_keep_dying_fails_with_a_row_for_the_user(
+def test_a_job_whose_claimers_keep_dying_before_submitting_fails_after_max_claims(
     engine: Engine, database_url: str, queue: GenerationQueue
 ) -> None:
-    job = queue.enqueue(new_job(max_attempts=2)).job
+    job = queue.enqueue(new_job(max_attempts=3)).job
     kill_while_holding(database_url, job.id)
     wait_until(lambda: queue.reap_expired().requeued == 1, timeout_s=15, what="first expiry")
     kill_while_holding(database_url, job.id)
@@ -61,9 +60,9 @@ def test_a_job_whose_claimers_keep_dying_fails_with_a_row_for_the_user(
 
     failed = queue.get(job.public_id)
     assert failed is not None and failed.status is JobStatus.FAILED
-    assert failed.attempts == 2
+    assert failed.claims == 2 and failed.attempts == 0
     [row] = SendQueue(engine, QueueSettings()).for_job(job.id)
     assert row.kind is DeliveryKind.FAILURE and row.status.value == "pending"
     assert isinstance(row.payload, FailurePayload)
-    assert row.payload.attempts == 2 and row.payload.error.type == "lease_expired"
+    assert row.payload.error.type == "lease_expired"
     assert queue.claim("anyone") == []

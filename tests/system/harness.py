@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import Engine
 
+from stillhouse.config import StorageSettings
 from stillhouse.queue import GenerationQueue, SendQueue
 from stillhouse.schemas.states import DeliveryStatus, JobStatus
+from stillhouse.storage.local import LocalStorage
 from tests.bot.conftest import REPO
-from tests.bot.harness import CHANNEL, GUILD, OTHER_USER, USER, queued_id
+from tests.bot.harness import CHANNEL, GUILD, OTHER_USER, USER, png, queued_id, wait_answer
 from tests.doubles.discord import DiscordEmulator, Interaction
 from tests.master.cluster import Cluster, base_env, storage_env
 from tests.master.outcomes import assert_exactly_one_visible_outcome
@@ -101,10 +104,8 @@ class System:
             return all(row.status in (DeliveryStatus.SENT, DeliveryStatus.FAILED) for row in rows)
 
         wait_until(delivered, timeout_s, 0.2, what="every outcome delivered")
-        wait_until(lambda: all(ix.followups for ix in served), 30, what="every follow-up")
         for ix, public_id in zip(served, ids, strict=True):
-            [message] = ix.followups  # exactly one: never answered twice
-            assert public_id in message.content
+            message = wait_answer(self.emu, ix, public_id, 30)  # exactly one, never two
             job = queue.get(public_id)
             assert job is not None
             if jobs[public_id] is JobStatus.SUCCEEDED:
@@ -116,3 +117,20 @@ class System:
     def alive(self) -> list[str]:
         """Processes still running (none of them restarted by the test)."""
         return [name for name, p in self.cluster.processes.items() if p.poll() is None]
+
+
+def guild_on(shard: int, shards: int) -> int:
+    """A guild id whose events go to `shard` of `shards`."""
+    base = 1_500_000_000_000_000_000 >> 22
+    return (base - base % shards + shard) << 22
+
+
+SIMULATED_IMAGE_KEY = "stillhouse/simulated/result.png"
+
+
+def simulated_output(images: Path) -> dict[str, object]:
+    """What every simulated worker answers: one small image, stored once."""
+    storage = LocalStorage(images, StorageSettings())
+    stored = storage.put(SIMULATED_IMAGE_KEY, png(), "image/png")
+    image = {**stored.model_dump(), "width": 64, "height": 48, "node_id": "9"}
+    return {"images": [image], "comfy": {"prompt_id": "simulated", "version": "simulated"}}

@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 
 from stillhouse.schemas.states import DeliveryStatus, JobStatus
 from stillhouse.services import Services
-from tests.bot.harness import CHANNEL, GUILD, OTHER_USER, USER, queued_id
+from tests.bot.harness import CHANNEL, GUILD, OTHER_USER, USER, queued_id, wait_answer
 from tests.conftest import MemcachedServer
 from tests.doubles.discord import DiscordEmulator
 from tests.master.cluster import Cluster
@@ -118,11 +118,9 @@ def test_serve_and_api_requests_each_arrive_once_through_every_real_part(
     cluster.wait_for_outcomes(maria_services.queue, mariadb_engine, timeout_s=DEADLINE_S)
     jobs = assert_exactly_one_visible_outcome(mariadb_engine, serve_ids + api_ids)
     assert set(jobs.values()) == {JobStatus.SUCCEEDED}
-    wait_until(lambda: all(ix.followups for ix in served), 60, what="every follow-up")
-
     for ix, public_id in zip(served, serve_ids, strict=True):
-        [result] = ix.followups
-        assert public_id in result.content
+        result = wait_answer(emu, ix, public_id, 60)
+        assert result is ix.original and ix.followups == []
         [image] = result.attachments
         assert png_size(image.data) == (512, 512)
     assert emu.channel_messages(CHANNEL) == []

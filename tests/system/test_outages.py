@@ -5,17 +5,13 @@ request ends in exactly one visible outcome, delivered once."""
 
 from __future__ import annotations
 
-import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine
 
 from stillhouse.config import QueueSettings, StorageSettings
 from stillhouse.db.engine import make_engine
-from stillhouse.db.migrate import upgrade
 from stillhouse.queue import GenerationQueue, SendQueue
 from stillhouse.schemas.states import JobStatus
 from tests.bot.harness import CHANNEL, GUILD, USER
@@ -24,76 +20,12 @@ from tests.doubles.discord import DiscordEmulator
 from tests.doubles.runpod.state import Fate
 from tests.doubles.s3_outage import S3Outage
 from tests.master.cluster import Cluster
-from tests.support import free_port, wait_until
+from tests.support import wait_until
 from tests.system.harness import System
+from tests.system.services import PrivateMariaDB
 
 REQUESTS = 12
 pytestmark = pytest.mark.slow
-
-
-class PrivateMariaDB:
-    """A MariaDB server of this test's own, which it may stop and start."""
-
-    def __init__(self, folder: Path) -> None:
-        self.data = folder / "mariadb"
-        self.port = free_port()
-        self.url = f"mysql+pymysql://root@127.0.0.1:{self.port}/stillhouse"
-        self._process: subprocess.Popen[bytes] | None = None
-        subprocess.run(
-            [
-                "mariadb-install-db",
-                "--no-defaults",
-                "--user=root",
-                f"--datadir={self.data}",
-                "--auth-root-authentication-method=normal",
-            ],
-            check=True,
-            capture_output=True,
-        )
-
-    def start(self) -> None:
-        self._process = subprocess.Popen(
-            [
-                "/usr/sbin/mariadbd",
-                "--no-defaults",
-                "--user=root",
-                f"--datadir={self.data}",
-                f"--port={self.port}",
-                f"--socket={self.data}/mariadb.sock",
-                "--bind-address=127.0.0.1",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_until(self._answers, 30, 0.1, what="the private MariaDB")
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            self._process.wait(timeout=60)
-            self._process = None
-
-    def _answers(self) -> bool:
-        engine = create_engine(self.url.rsplit("/", 1)[0] + "/")
-        try:
-            with engine.connect() as conn:
-                conn.execute(text("CREATE DATABASE IF NOT EXISTS stillhouse"))
-            return True
-        except Exception:  # not up yet
-            return False
-        finally:
-            engine.dispose()
-
-
-@pytest.fixture
-def private_mariadb(tmp_path: Path) -> Iterator[PrivateMariaDB]:
-    server = PrivateMariaDB(tmp_path)
-    server.start()
-    engine = make_engine(settings_for(server.url), pool=False)
-    upgrade(engine)
-    engine.dispose()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -181,8 +113,9 @@ def test_discord_answering_bursts_of_500_and_429(
     system.start(workers=3, masters=2)
     queue, sends = queues(mariadb_engine)
     served, ids = system.serve(REQUESTS)
-    busy = emu.fail_next("POST", r"/webhooks/\d+/", 429, times=4, retry_after=0.3)
-    broken = emu.fail_next("POST", r"/webhooks/\d+/", 500, times=3)
+    answer = r"/webhooks/\d+/.+/messages/@original"
+    busy = emu.fail_next("PATCH", answer, 429, times=4, retry_after=0.3)
+    broken = emu.fail_next("PATCH", answer, 500, times=3)
     jobs = system.settle(served, ids, queue, sends, mariadb_engine)
     assert set(jobs.values()) == {JobStatus.SUCCEEDED}
     assert busy.hits == 4 and broken.hits == 3

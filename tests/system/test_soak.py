@@ -19,17 +19,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select
 
-from stillhouse.config import QueueSettings, StorageSettings
+from stillhouse.config import QueueSettings
 from stillhouse.db.models import Delivery, GenerationJob
 from stillhouse.queue import GenerationQueue
-from stillhouse.storage.local import LocalStorage
-from tests.bot.harness import png
+from tests.bot.harness import answer_index, answered_at, queued_id
 from tests.conftest import MemcachedServer
 from tests.doubles.discord import DiscordEmulator, GuildSpec, Interaction
 from tests.doubles.runpod.server import RunPodDouble, SimulatedWorkers
 from tests.master.cluster import Cluster
 from tests.support import free_port, wait_until
-from tests.system.harness import front_env
+from tests.system.harness import front_env, guild_on, simulated_output
 
 REQUESTS = int(os.environ.get("STILLHOUSE_SOAK_REQUESTS", "10000"))
 WORKERS = 60
@@ -39,18 +38,11 @@ SHARDS = 3
 USERS = 500
 DEADLINE_S = 540
 TARGET = 0.95
-IMAGE_KEY = "stillhouse/soak/result.png"
 
 pytestmark = [pytest.mark.soak, pytest.mark.timeout(DEADLINE_S + 60)]
 
 
-def guild_on(shard: int) -> int:
-    """A guild id whose events go to `shard` of SHARDS."""
-    base = 1_500_000_000_000_000_000 >> 22
-    return (base - base % SHARDS + shard) << 22
-
-
-GUILDS = [guild_on(n) for n in range(SHARDS)]
+GUILDS = [guild_on(n, SHARDS) for n in range(SHARDS)]
 CHANNELS = [g + 101 for g in GUILDS]
 
 
@@ -59,14 +51,6 @@ def soak_emu() -> Iterator[DiscordEmulator]:
     specs = [GuildSpec(id=g, channel_ids=[c]) for g, c in zip(GUILDS, CHANNELS, strict=True)]
     with DiscordEmulator(guilds=specs) as emulator:
         yield emulator
-
-
-def simulated_output(images: Path) -> dict[str, object]:
-    """What every simulated worker answers: one small image, stored once."""
-    storage = LocalStorage(images, StorageSettings())
-    stored = storage.put(IMAGE_KEY, png(), "image/png")
-    image = {**stored.model_dump(), "width": 64, "height": 48, "node_id": "9"}
-    return {"images": [image], "comfy": {"prompt_id": "simulated", "version": "simulated"}}
 
 
 def test_soak_ten_thousand_requests(
@@ -134,19 +118,23 @@ def test_soak_ten_thousand_requests(
                 )
             )
         wait_until(
-            lambda: sum(1 for ix in served if ix.followups) == REQUESTS,
+            lambda: sum(1 for ix in served if ix.original and answered_at(ix.original)) == REQUESTS,
             DEADLINE_S,
             1.0,
             what="every request answered",
         )
-        report(double, served, mariadb_engine, time.monotonic() - began)
+        report(double, emu, served, mariadb_engine, time.monotonic() - began)
     finally:
         cluster.stop_all()
         double.stop()
 
 
 def report(
-    double: RunPodDouble, served: list[Interaction], engine: Engine, elapsed_s: float
+    double: RunPodDouble,
+    emu: DiscordEmulator,
+    served: list[Interaction],
+    engine: Engine,
+    elapsed_s: float,
 ) -> None:
     """Print the numbers, then check them."""
     done = [j for j in double.state.jobs.values() if j.status == "COMPLETED" and j.finished]
@@ -176,7 +164,8 @@ def report(
         rows = Counter(r for (r,) in conn.execute(select(Delivery.job_id)))
     queue = GenerationQueue(engine, QueueSettings())
     statuses = queue.counts()
-    followups = Counter(len(ix.followups) for ix in served)
+    index = answer_index(emu)
+    shown = Counter(len(index.get(queued_id(ix), [])) for ix in served)
     resubmitted = len(double.state.jobs) - jobs
     waits.sort()
     p99 = waits[min(len(waits) - 1, round(0.99 * (len(waits) - 1)))]
@@ -191,9 +180,9 @@ def report(
         f"queue wait p50 {statistics.median(waits) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms\n"
         f"jobs {jobs}, statuses {dict(statuses)}, "
         f"outcome rows per job {dict(Counter(rows.values()))}, "
-        f"follow-ups per request {dict(followups)}, GPU jobs submitted twice {resubmitted}"
+        f"answers per request {dict(shown)}, GPU jobs submitted twice {resubmitted}"
     )
     assert jobs == len(served), "requests lost before they were queued"
     assert set(rows.values()) == {1} and len(rows) == jobs, "outcome rows lost or doubled"
-    assert followups == {1: len(served)}, "requests answered other than once"
+    assert shown == {1: len(served)}, "requests answered other than once"
     assert throughput / ideal >= TARGET

@@ -110,6 +110,13 @@ class ComfyDouble:
             return _json({})
         return _json({prompt_id: prompt.history()})
 
+    async def get_all_history(self, request: web.Request) -> web.Response:
+        """`GET /history[?max_items=N]`: every finished prompt, as ComfyUI keeps them."""
+        shown = [p for p in self.prompts.values() if p.prompt_id in self.history_visible]
+        if request.query.get("max_items", "").isdigit():
+            shown = shown[-int(request.query["max_items"]) :]
+        return _json({p.prompt_id: p.history() for p in shown})
+
     async def get_queue(self, _request: web.Request) -> web.Response:
         def item(p: Prompt) -> list[Any]:
             outputs = [n for n, v in p.graph.items() if v["class_type"] in OUTPUT_NODES]
@@ -171,6 +178,7 @@ def make_app(behaviour: Behaviour) -> web.Application:
         [
             web.get("/ws", double.websocket),
             web.post("/prompt", double.post_prompt),
+            web.get("/history", double.get_all_history),
             web.get("/history/{prompt_id}", double.get_history),
             web.get("/queue", double.get_queue),
             web.get("/view", double.get_view),
