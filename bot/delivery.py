@@ -67,6 +67,11 @@ class DeliveryLoop:
                     rows = await asyncio.to_thread(
                         self._s.sends.claim, self._owner, self._settings.delivery_batch
                     )
+                    # One look for the whole batch: their jobs have ended, so no progress
+                    # edit can start now; only one already under way makes a row wait.
+                    fenced = await asyncio.to_thread(
+                        self._s.fence.held_until, [row.job_id for row in rows]
+                    )
                 except DBAPIError as exc:
                     log.warning("send queue unreachable: %r", exc, extra={"action": "bot.claim"})
                     await pause(stopping, 2.0)
@@ -79,17 +84,17 @@ class DeliveryLoop:
                 if not rows:
                     await pause(stopping, self._settings.delivery_interval_s)
                     continue
-                await asyncio.gather(*(self.deliver(row) for row in rows))
+                await asyncio.gather(*(self.deliver(row, row.job_id in fenced) for row in rows))
         finally:
             renewer.cancel()
             await asyncio.gather(renewer, return_exceptions=True)
 
-    async def deliver(self, row: DeliveryRecord) -> None:
+    async def deliver(self, row: DeliveryRecord, fenced: bool = True) -> None:
         """Send one row and record what happened; never raises."""
         self._held.add(row.id)
         try:
             with log_context(public_id=row.job_public_id):
-                await self._settle(row)
+                await self._settle(row, fenced)
         except (DBAPIError, LeaseLost) as exc:
             # The outcome could not be recorded: the lease expires and the row is sent
             # again, which its route shows once.
@@ -100,10 +105,10 @@ class DeliveryLoop:
         finally:
             self._held.discard(row.id)
 
-    async def _settle(self, row: DeliveryRecord) -> None:
+    async def _settle(self, row: DeliveryRecord, fenced: bool) -> None:
         sends = self._s.sends
         try:
-            message_id = await self._send(row)
+            message_id = await self._send(row, fenced)
         except discord.HTTPException as exc:
             await self._after_refusal(row, exc)
             return
@@ -130,11 +135,11 @@ class DeliveryLoop:
         self._metrics.deliveries.labels("sent").inc()
         log.info("delivered", extra={"action": "bot.deliver.sent", "kind": row.kind})
 
-    async def _send(self, row: DeliveryRecord) -> int | None:
+    async def _send(self, row: DeliveryRecord, fenced: bool) -> int | None:
         outgoing = await render(row, self._s, self._client)
         if outgoing is None:
             return None
-        return await self._routes.send(row, outgoing)
+        return await self._routes.send(row, outgoing, fenced=fenced)
 
     async def _tell_without_images(self, row: DeliveryRecord) -> None:
         """The images could not be fetched however long we tried: the user still hears

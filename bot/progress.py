@@ -3,8 +3,8 @@ job runs. Only that process holds the interaction, so only it edits; if it resta
 answer still arrives (delivery needs no interaction object), only the bar stops moving.
 
 The job's answer later replaces the same message (bot.routes), so no progress edit may
-land after it: each edit first takes the job's message fence, which fails once the job
-has ended, and is abandoned well before the fence lapses.
+land after it: each round of edits first takes the jobs' message fences, which cannot be
+taken once a job has ended, and an edit is abandoned well before its fence lapses.
 """
 
 from __future__ import annotations
@@ -74,22 +74,34 @@ class ProgressTracker:
         if not self._tracked:
             return
         rows = await asyncio.to_thread(self._s.insights.progress_of, list(self._tracked))
+        changed: dict[str, str] = {}
         for row in rows:
-            tracked = self._tracked.get(row.public_id)
-            if tracked is None:
+            if row.public_id not in self._tracked:
                 continue
             if row.status.is_terminal:  # its answer replaces the message
                 self._tracked.pop(row.public_id, None)
                 continue
             text = messages.progress(row.public_id, row.status, row.progress, row.progress_note)
-            if text != tracked.shown:
-                await self._edit(row.public_id, tracked, text)
+            if text != self._tracked[row.public_id].shown:
+                changed[row.public_id] = text
+        if changed:
+            await self._edit_round(changed)
 
-    async def _edit(self, public_id: str, tracked: _Tracked, text: str) -> None:
+    async def _edit_round(self, changed: dict[str, str]) -> None:
+        """One fence for the round's edits, made side by side, released once all landed."""
         fence = self._s.fence
-        until = await asyncio.to_thread(fence.take, public_id, FENCE_S)
-        if until is None:  # ended meanwhile: the message is its answer's now
+        until, held = await asyncio.to_thread(fence.take, list(changed), FENCE_S)
+        for public_id in set(changed) - held:  # ended meanwhile: its answer's now
             self._tracked.pop(public_id, None)
+        try:
+            await asyncio.gather(*(self._edit(p, changed[p]) for p in held))
+        finally:
+            with contextlib.suppress(DBAPIError):
+                await asyncio.to_thread(fence.release, list(held), until)
+
+    async def _edit(self, public_id: str, text: str) -> None:
+        tracked = self._tracked.get(public_id)
+        if tracked is None:
             return
         try:
             async with asyncio.timeout(EDIT_TIMEOUT_S):
@@ -101,6 +113,3 @@ class ProgressTracker:
             # A deleted message or a dead token: stop editing, the answer still arrives.
             log.info("progress edit refused: %s", exc, extra={"action": "bot.progress"})
             tracked.until = 0.0
-        finally:
-            with contextlib.suppress(DBAPIError):
-                await asyncio.to_thread(fence.release, public_id, until)

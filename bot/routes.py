@@ -65,14 +65,17 @@ class Routes:
         self._s = services
         self._limiter = limiter
 
-    async def send(self, row: DeliveryRecord, outgoing: Outgoing) -> int:
-        """Deliver; the id of the message that now shows the answer."""
+    async def send(self, row: DeliveryRecord, outgoing: Outgoing, *, fenced: bool = True) -> int:
+        """Deliver; the id of the message that now shows the answer. `fenced=False`: the
+        caller saw no progress edit in flight after the job ended (none can start then)."""
         routing = row.routing
         token, expires = routing.interaction_token, routing.interaction_expires_at
         now = self._s.clock()
         if token is not None and expires is not None and now < expires:
             try:
-                return await self._replace_original(row, token.get_secret_value(), outgoing)
+                if fenced:
+                    await self._wait_for_fence(row)
+                return await self._replace_original(token.get_secret_value(), outgoing)
             except discord.HTTPException as exc:
                 if exc.code not in GONE and exc.status != 401:
                     raise
@@ -85,8 +88,7 @@ class Routes:
                 )
         return await self._to_channel(row, outgoing)
 
-    async def _replace_original(self, row: DeliveryRecord, token: str, outgoing: Outgoing) -> int:
-        await self._wait_for_fence(row)
+    async def _replace_original(self, token: str, outgoing: Outgoing) -> int:
         application_id = self._client.application_id
         assert application_id is not None, "a logged-in client knows its application"
         webhook = discord.Webhook.partial(application_id, token, client=self._client)
@@ -103,7 +105,7 @@ class Routes:
 
     async def _wait_for_fence(self, row: DeliveryRecord) -> None:
         """Until no progress edit of the message can still land (a fence lapses by itself)."""
-        while await asyncio.to_thread(self._s.fence.held_until, row.job_id) is not None:
+        while await asyncio.to_thread(self._s.fence.held_until, [row.job_id]):
             await asyncio.sleep(FENCE_POLL_S)
 
     async def _to_channel(self, row: DeliveryRecord, outgoing: Outgoing) -> int:

@@ -225,12 +225,12 @@ def test_the_answer_waits_for_a_progress_edit_still_on_its_way(
         [job] = wait_until(lambda: [j for j in queue.claim("m", 50) if j.public_id == public_id])
         queue.mark_running(job, backend_job_id="rp-1")
         original = wait_until(lambda: ix.original, 5)
-        wait_until(lambda: "Making" in original.content and not fence.held_until(job.id), 10)
+        wait_until(lambda: "Making" in original.content and not fence.held_until([job.id]), 10)
         # As the answering process's tracker would (this test's bot shares discord.py's
         # per-route lock with its own tracker): take the fence, send an edit, which
         # Discord applies 1.5 s later.
-        until = fence.take(public_id, 10)
-        assert until is not None
+        until, held = fence.take([public_id], 10)
+        assert held == {public_id}
         late = emu.delay_next("PATCH", r"/messages/@original", 1.5)
         url = f"{emu.api_base}/webhooks/{emu.app_id}/{ix.token}/messages/@original"
         progress = f"Making `{public_id}` [######------] 50% step 10/20"
@@ -242,7 +242,7 @@ def test_the_answer_waits_for_a_progress_edit_still_on_its_way(
         result, _ = stored_result(maria_services.storage, public_id)
         queue.complete(job, result)
         edit.join(10)
-        fence.release(public_id, until)
+        fence.release([public_id], until)
         answer = wait_answer(emu, ix, public_id)
         wait_until(lambda: len(answer.revisions) >= 3, 10, what="both edits applied")
         *_, before, last = answer.revisions
@@ -256,10 +256,13 @@ def test_no_progress_edit_starts_once_the_job_has_ended(maria_services: Services
     fence = MessageFence(maria_services.engine, maria_services.settings.queue)
     queue = maria_services.queue
     job = queue.enqueue(new_job()).job
-    until = fence.take(job.public_id, 10)
-    assert until is not None and fence.held_until(job.id) == until
-    fence.release(job.public_id, until)
-    assert fence.held_until(job.id) is None
-    [claimed] = queue.claim("m")
+    other = queue.enqueue(new_job()).job
+    until, held = fence.take([job.public_id, other.public_id], 10)
+    assert held == {job.public_id, other.public_id}
+    assert fence.held_until([job.id, other.id]) == {job.id: until, other.id: until}
+    fence.release([job.public_id], until)
+    assert fence.held_until([job.id, other.id]) == {other.id: until}
+    [claimed] = [j for j in queue.claim("m", 2) if j.id == job.id]
     queue.complete(claimed, stored_result(maria_services.storage, job.public_id)[0])
-    assert fence.take(job.public_id, 10) is None, "an edit after the answer"
+    _, held = fence.take([job.public_id, other.public_id], 10)
+    assert held == {other.public_id}, "an edit after the answer"

@@ -97,7 +97,15 @@ class Director:
         self.log.append(f"{elapsed:6.1f}s {what}")
         if what in ("master", "bot"):
             prefix = "m" if what == "master" else "b"
-            live = [n for n, p in self.cluster.processes.items() if n.startswith(prefix)]
+            live = [
+                n
+                for n, p in self.cluster.processes.items()
+                if n.startswith(prefix) and p.poll() is None
+            ]
+            if not live:  # all of them down at this moment: strike a little later
+                self.events.append(Event(elapsed + 1.0, what))
+                self.events.sort()
+                return
             self._kill(self.rng.choice(sorted(live)), what)
         elif what == "submit-window":
             self.endpoint.arm_kill_next_submitter()
@@ -115,8 +123,6 @@ class Director:
 
     def _kill(self, name: str, what: str) -> None:
         process = self.cluster.processes[name]
-        if process.poll() is not None:
-            return  # already down, waiting for its restart
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)

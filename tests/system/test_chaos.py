@@ -18,11 +18,12 @@ import random
 import secrets
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, Row, select
 
 from stillhouse.db.engine import make_engine
 from stillhouse.db.models import Delivery, GenerationJob
@@ -187,6 +188,7 @@ def report(
                 GenerationJob.status,
                 GenerationJob.lost_submits,
                 GenerationJob.attempts,
+                GenerationJob.started_at,
             )
         ).all()
         deliveries = Counter(j for (j,) in conn.execute(select(Delivery.job_public_id)))
@@ -207,6 +209,7 @@ def report(
     lost = {r.public_id: r.lost_submits for r in rows if r.lost_submits}
     statuses = Counter(JobStatus(r.status).value for r in rows)
     failed_done = [r.public_id for r in rows if r.status == "failed" and r.public_id in completed]
+    window = submit_window(rows, runpod)
     print(
         f"\nchaos (seed {seed}): {len(served)} /serve, {len(accepted)} accepted "
         f"({len(queued_answers)} answered 'Queued'), jobs {dict(statuses)}\n"
@@ -217,7 +220,8 @@ def report(
         f"GPU executions {sum(executions.values())} for {len(rows)} jobs; duplicates "
         f"{sum(duplicates.values())} on {len(duplicates)} jobs, submits of unknown fate "
         f"{sum(lost.values())} on {len(lost)} jobs; failed with a completed GPU job "
-        f"{len(failed_done)}\n" + "\n".join(director.log)
+        f"{len(failed_done)}\nsubmit window (RunPod stored the job -> our row holds its id) "
+        f"p50 {window[0] * 1000:.0f} ms, p99 {window[1] * 1000:.0f} ms\n" + "\n".join(director.log)
     )
     assert all(ix.id in by_interaction for ix in queued_answers), "a queued request has no job"
     assert len(rows) == len(accepted), "a job without its request"
@@ -256,3 +260,19 @@ def explain(
         lines.append(f"  original ephemeral={original.ephemeral} deleted={original.deleted}")
         lines += [f"    {r}" for r in original.revisions]
     return "\n".join(lines)
+
+
+def submit_window(rows: Sequence[Row[Any]], runpod: list[dict[str, Any]]) -> tuple[float, float]:
+    """p50 and p99 of the time between RunPod storing a job's one submit and our row
+    recording its id (mark_running's clock), over jobs submitted once."""
+    created: dict[str, list[float]] = {}
+    for job in runpod:
+        created.setdefault(job["job_id"], []).append(job["created_wall"])
+    gaps = sorted(
+        r.started_at.timestamp() - created[r.public_id][0]
+        for r in rows
+        if r.started_at is not None and len(created.get(r.public_id, [])) == 1
+    )
+    if not gaps:
+        return 0.0, 0.0
+    return gaps[len(gaps) // 2], gaps[min(len(gaps) - 1, round(0.99 * (len(gaps) - 1)))]
