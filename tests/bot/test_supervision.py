@@ -47,7 +47,12 @@ def test_an_unexpected_error_in_delivery_is_logged_counted_and_survived(
         public_id = queued_id(ix)
         finish(services, public_id)
         assert wait_answer(emu, ix, public_id).attachments, "delivery stopped"
-        page = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        sent = 'stillhouse_bot_deliveries_total{outcome="sent"} 1.0'
+
+        def scraped() -> str | None:
+            page = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            return page if sent in page else None  # recorded just after Discord answered
+
+        page = wait_until(scraped, 10, what="the delivery counted")
     assert 'stillhouse_loop_errors_total{loop="delivery"} 1.0' in page
-    assert 'stillhouse_bot_deliveries_total{outcome="sent"} 1.0' in page
     assert any("claiming send rows failed" in r.message for r in caplog.records)
