@@ -112,6 +112,12 @@ class InstantBackend:
     async def health(self) -> dict[str, Any]:
         return {}
 
+    def watch(self, notify: Any) -> None:
+        return None
+
+    async def start(self) -> None:
+        return None
+
     async def close(self) -> None:
         return None
 

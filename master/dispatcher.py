@@ -28,6 +28,7 @@ from master.backends.base import (
 from master.calls import Calls, Paused
 from master.follower import BackendIds, InFlight, JobFollower
 from master.metrics import MasterMetrics
+from stillhouse import hints
 from stillhouse.config import Settings
 from stillhouse.errors import LeaseLost
 from stillhouse.queue import GenerationQueue
@@ -49,6 +50,7 @@ class Dispatcher:
         storage: Storage,
         metrics: MasterMetrics,
         owner: str,
+        wake: hints.Hints | None = None,
     ) -> None:
         self.settings = settings
         self.master = settings.master
@@ -64,8 +66,11 @@ class Dispatcher:
         self.follower = JobFollower(
             settings, queue, backend, storage, metrics, self.calls, self.paused, self.ids
         )
+        backend.watch(self.notify)
         self.stopping = asyncio.Event()
         self.capacity_freed = asyncio.Event()
+        self.hints = wake or hints.InProcessHints()
+        self._jobs_seen: int | None = None
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -166,9 +171,22 @@ class Dispatcher:
             await self.calls.probe()
 
     async def _idle(self, seconds: float) -> None:
+        """Wait `seconds`, or less: a job of ours ended, or a front queued a new job."""
         self.capacity_freed.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.capacity_freed.wait(), timeout=seconds)
+        freed = asyncio.ensure_future(self.capacity_freed.wait())
+        hinted = asyncio.ensure_future(
+            hints.changed(self.hints, hints.JOBS, self._jobs_seen, seconds)
+        )
+        try:
+            await asyncio.wait(
+                {freed, hinted}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for waiting in (freed, hinted):
+                waiting.cancel()
+            await asyncio.gather(freed, hinted, return_exceptions=True)
+        if hinted.done() and not hinted.cancelled() and hinted.exception() is None:
+            self._jobs_seen = hinted.result()
 
     async def _drained(self) -> bool:
         counts = await self.calls.db(self.queue.depth)
@@ -229,6 +247,7 @@ class Dispatcher:
                 flight.task.cancel()
             with contextlib.suppress(LeaseLost, DBAPIError):
                 await asyncio.to_thread(self.queue.hand_back, flight.job)
+                self.hints.bump(hints.JOBS)  # another master takes it now
                 log.info(
                     "handed back",
                     extra={"action": "job.hand_back", "public_id": flight.job.public_id},

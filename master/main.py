@@ -16,6 +16,7 @@ from master.metrics import MasterMetrics, make_app
 from master.reaper import reap_forever
 from stillhouse.config import Settings
 from stillhouse.db.engine import make_engine
+from stillhouse.hints import Hints, make_hints
 from stillhouse.ids import new_owner
 from stillhouse.locks import make_locks
 from stillhouse.logs import configure_logging, log_context
@@ -45,15 +46,20 @@ def make_backend(
 
     return LocalBackend(
         settings.master.local_workers,
-        settings.master.local_worker_port,
+        settings.master.local_plane_host,
+        settings.master.local_plane_port,
         log_dir,
         settings.worker.comfy_url,
-        settings.master.worker_url_list(),
+        settings.worker.concurrency,
     )
 
 
 async def serve(
-    settings: Settings, *, until_idle: bool = False, stop: asyncio.Event | None = None
+    settings: Settings,
+    *,
+    until_idle: bool = False,
+    stop: asyncio.Event | None = None,
+    wake: Hints | None = None,
 ) -> int:
     """Run one master until SIGTERM/SIGINT (or, with until_idle, an empty queue); with
     `stop`, until that is set instead (`stillhouse up` owns the signals)."""
@@ -65,7 +71,9 @@ async def serve(
     storage = make_storage(settings)
     owner = new_owner("master")
     backend = make_backend(settings, settings.data_dir / "logs", storage, owner)
-    dispatcher = Dispatcher(settings, queue, backend, storage, metrics, owner)
+    wake = wake or make_hints(settings.memcached)
+    dispatcher = Dispatcher(settings, queue, backend, storage, metrics, owner, wake)
+    await backend.start()
     watcher: asyncio.Task[None] | None = None
     if stop is None:
         loop = asyncio.get_running_loop()
@@ -78,7 +86,7 @@ async def serve(
         log.info("master started", extra={"action": "master.start", "backend": backend.name})
         dispatch = asyncio.create_task(dispatcher.run(until_idle=until_idle), name="dispatch")
         reaper = asyncio.create_task(
-            reap_forever(queue, sends, locks, metrics, settings.master.reap_interval_s),
+            reap_forever(queue, sends, locks, metrics, settings.master.reap_interval_s, wake),
             name="reaper",
         )
         try:

@@ -9,6 +9,7 @@ import logging
 from sqlalchemy.exc import DBAPIError
 
 from master.metrics import MasterMetrics
+from stillhouse.hints import JOBS, Hints
 from stillhouse.locks import LockService
 from stillhouse.queue import GenerationQueue, SendQueue
 
@@ -22,13 +23,15 @@ async def reap_forever(
     locks: LockService,
     metrics: MasterMetrics,
     interval_s: float,
+    wake: Hints | None = None,
 ) -> None:
     """Sweep every interval until cancelled; a database outage only skips a sweep, and
     an unexpected error is logged and counted, never the end of reaping."""
     while True:
         await asyncio.sleep(interval_s)
         try:
-            await reap_once(queue, sends, locks, metrics, interval_s)
+            if await reap_once(queue, sends, locks, metrics, interval_s) and wake is not None:
+                wake.bump(JOBS)  # jobs back in line: a master takes them now
             counts = await asyncio.to_thread(queue.depth)
         except DBAPIError:
             log.warning("database unavailable; reaping later", extra={"action": "reap.skip"})
@@ -47,11 +50,11 @@ async def reap_once(
     locks: LockService,
     metrics: MasterMetrics,
     interval_s: float,
-) -> None:
-    """One sweep, if this master wins the lock."""
+) -> int:
+    """One sweep, if this master wins the lock; how many jobs went back in line."""
     lock = await asyncio.to_thread(locks.acquire, LOCK_KEY, interval_s * 2)
     if lock is None:
-        return
+        return 0
     try:
         jobs = await asyncio.to_thread(queue.reap_expired)
         rows = await asyncio.to_thread(sends.reap_expired)
@@ -69,3 +72,4 @@ async def reap_once(
                 "rows_failed": rows.failed,
             },
         )
+    return jobs.requeued

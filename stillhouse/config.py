@@ -193,8 +193,27 @@ class WorkerSettings(BaseModel):
     comfy_workspace: Path | None = Field(
         default=None, description="a comfy-cli workspace: runs `comfy launch`; none = attach"
     )
+    comfy_python: Path | None = Field(
+        default=None,
+        description="the Python that runs COMFY_DIR's main.py; empty = that folder's venv/ "
+        "or .venv/, else the worker's own",
+    )
+    comfy_base_dir: Path | None = Field(
+        default=None,
+        description="ComfyUI's folder holding output/, input/ and temp/, for clean-up after "
+        "each job; empty = COMFY_DIR or COMFY_WORKSPACE (attached: no clean-up)",
+    )
     comfy_args: str = Field(
-        default="--disable-metadata", description="extra ComfyUI arguments when started from a dir"
+        default="--disable-metadata", description="extra arguments for every ComfyUI we start"
+    )
+    comfy_probe_interval_s: float = Field(
+        default=2.0, gt=0, description="while a job runs, how often ComfyUI is asked if it lives"
+    )
+    comfy_dead_after_s: float = Field(
+        default=6.0,
+        gt=0,
+        description="ComfyUI gone or silent this long fails the job as retryable (and a "
+        "frozen ComfyUI we started is restarted)",
     )
     startup_timeout_s: float = Field(
         default=900.0, gt=0, description="wait this long for ComfyUI while its process lives"
@@ -215,6 +234,21 @@ class WorkerSettings(BaseModel):
         default="", description="comma-separated node types allowed; empty = the built-in list"
     )
     progress_interval_s: float = Field(default=1.0, ge=0, description="progress report interval")
+    concurrency: int = Field(
+        default=2,
+        ge=1,
+        le=8,
+        description="jobs a worker holds at once: one on ComfyUI, the others waiting their "
+        "turn (taken at once when the GPU frees, run while the last one uploads); 1 = "
+        "never hold a job another idle worker could start",
+    )
+    health_host: str = Field(default="0.0.0.0", description="worker /healthz and /metrics")  # noqa: S104
+    health_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="worker /healthz (503 while ComfyUI does not answer) and /metrics; 0 = none",
+    )
 
 
 class MasterSettings(BaseModel):
@@ -257,14 +291,21 @@ class MasterSettings(BaseModel):
     http_host: str = Field(default="0.0.0.0", description="/metrics and webhook listener")  # noqa: S104
     http_port: int = Field(default=9464, ge=0, le=65535, description="0 = no HTTP listener")
     partitions: str = Field(default="", description="comma-separated partitions; empty = all")
-    local_workers: int = Field(default=1, ge=1, le=64, description="local backend processes")
-    local_worker_urls: str = Field(
-        default="",
-        description="comma-separated URLs of worker APIs already running (compose's GPU "
-        "service); empty = the local backend starts LOCAL_WORKERS processes itself",
+    local_workers: int = Field(
+        default=1,
+        ge=0,
+        le=64,
+        description="worker processes the local backend starts; 0 = only workers that "
+        "already run and poll its control plane (compose's GPU service)",
     )
-    local_worker_port: int = Field(
-        default=8300, ge=1024, le=65000, description="first port of local worker processes"
+    local_plane_host: str = Field(
+        default="127.0.0.1", description="where the local backend's control plane listens"
+    )
+    local_plane_port: int = Field(
+        default=8300,
+        ge=0,
+        le=65535,
+        description="its port (workers take jobs at http://HOST:PORT/job-take/…); 0 = any",
     )
 
     @field_validator("partitions")
@@ -274,10 +315,6 @@ class MasterSettings(BaseModel):
             if not item.isdigit():
                 raise ValueError(f"expected comma-separated partition numbers, got {item!r}")
         return value
-
-    def worker_url_list(self) -> list[str]:
-        """Worker APIs the local backend uses instead of starting its own."""
-        return _split_csv(self.local_worker_urls)
 
     def partition_list(self) -> list[int] | None:
         """The partitions to claim from, or None for all."""

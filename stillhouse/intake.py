@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -22,6 +22,7 @@ from stillhouse.config import IntakeSettings, WorkerSettings
 from stillhouse.db.engine import is_outage
 from stillhouse.errors import StillhouseError
 from stillhouse.filters import ContentFilter
+from stillhouse.hints import JOBS, Hints, InProcessHints
 from stillhouse.locks import LockService
 from stillhouse.moderation import INTAKE_PAUSED, Moderation
 from stillhouse.queue import GenerationQueue
@@ -112,6 +113,7 @@ class Intake:
     queue: GenerationQueue
     locks: LockService
     clock: Clock = utcnow
+    hints: Hints = field(default_factory=InProcessHints)
 
     def prepare(self, request: GenerationRequest, guild_id: int | None = None) -> BoundWorkflow:
         """The checks that need no database: a graph ready to queue, or Refusal."""
@@ -189,6 +191,8 @@ class Intake:
             inputs=bound.inputs,
         )
         enqueued = self._enqueue(job)
+        if enqueued.created:
+            self.hints.bump(JOBS)  # a master claims it now, not at its next look
         try:
             position = self.queue.position(enqueued.job.public_id)
         except DBAPIError:  # it is queued; where it stands can be told later

@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 from stillhouse.config import Settings
 from stillhouse.db.engine import make_engine
 from stillhouse.filters import ContentFilter
+from stillhouse.hints import Hints, InProcessHints, make_hints
 from stillhouse.intake import Intake
 from stillhouse.locks import LockService, make_locks
 from stillhouse.moderation import Moderation
@@ -36,6 +37,7 @@ class Services:
     catalog: WorkflowCatalog
     content_filter: ContentFilter
     clock: Clock = utcnow
+    hints: Hints = field(default_factory=InProcessHints)
     intake: Intake = field(init=False)
 
     def __post_init__(self) -> None:
@@ -49,6 +51,7 @@ class Services:
             queue=self.queue,
             locks=self.locks,
             clock=self.clock,
+            hints=self.hints,
         )
 
     @classmethod
@@ -60,6 +63,7 @@ class Services:
         locks: LockService | None = None,
         storage: Storage | None = None,
         clock: Clock = utcnow,
+        hints: Hints | None = None,
     ) -> Services:
         """Connect to what the settings name (nothing is contacted until first use);
         `stillhouse up` passes the engine, locks and storage it shares between fronts."""
@@ -79,6 +83,7 @@ class Services:
                 settings.intake.word_list(), settings.intake.filter_file
             ),
             clock=clock,
+            hints=hints or make_hints(settings.memcached),
         )
 
     def close(self) -> None:

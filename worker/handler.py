@@ -1,9 +1,11 @@
 """The RunPod handler, top to bottom: validate, make sure ComfyUI runs, stage the inputs,
-queue the graph and follow it, collect every output image, upload, return.
+queue the graph and follow it, collect every output image, upload, return; then clean up.
 
 Every failure becomes `{"error": ErrorInfo as JSON text}` (RunPod carries errors as
-strings): never an unhandled exception, never an empty result. Cancellation (RunPod
-cancels the task) interrupts ComfyUI on the way out.
+strings): never an unhandled exception, never an empty result. Nothing outlives the job's
+`timeout_s`: every wait (ComfyUI's start, its queue, each HTTP call) ends at that deadline.
+Cancellation (RunPod stops the task) and the deadline interrupt ComfyUI on the way out,
+in at most INTERRUPT_LIMIT_S.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -22,6 +24,7 @@ from pydantic import ValidationError
 from stillhouse.config import Settings
 from stillhouse.errors import InvalidKey, StorageError
 from stillhouse.logs import log_context
+from stillhouse.schemas.graph import ComfyGraph
 from stillhouse.schemas.worker_io import (
     ComfyInfo,
     ErrorInfo,
@@ -32,7 +35,8 @@ from stillhouse.schemas.worker_io import (
 )
 from stillhouse.storage import Storage
 from stillhouse.storage.base import validate_key
-from worker import policy
+from worker import health, policy
+from worker.cleanup import Cleaner
 from worker.comfy.client import ComfyClient
 from worker.comfy.follow import Execution, Limits, Progress, execute
 from worker.comfy.supervisor import Supervisor
@@ -42,6 +46,10 @@ from worker.uploads import upload
 
 log = logging.getLogger(__name__)
 ProgressReport = Callable[[dict[str, Any], dict[str, Any]], None]
+# One HTTP call to ComfyUI; the job's deadline bounds all of them together as well.
+CALL_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=30)
+INTERRUPT_LIMIT_S = 2.0
+OVER_TIME = "the job ran past its time limit"
 
 
 @dataclass
@@ -53,6 +61,10 @@ class WorkerContext:
     storage: Storage
     report_progress: ProgressReport
     allowed_nodes: frozenset[str]
+    cleaner: Cleaner
+    # One prompt on ComfyUI at a time. A worker may hold a second job (its concurrency):
+    # that one waits here, and takes its turn while the first one's images upload.
+    comfy_turn: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 async def handle(job: dict[str, Any], ctx: WorkerContext) -> dict[str, Any]:
@@ -67,50 +79,66 @@ async def handle(job: dict[str, Any], ctx: WorkerContext) -> dict[str, Any]:
                 failure.info.message,
                 extra={"action": "worker.failed", "error_type": failure.info.type},
             )
+            health.count(failure.info.type)
             return {"error": failure.info.model_dump_json()}
         except asyncio.CancelledError:
             log.info("job cancelled", extra={"action": "worker.cancelled"})
+            health.count("cancelled")
             raise
         except Exception:
             log.exception("unexpected worker error", extra={"action": "worker.crashed"})
+            health.count("internal")
             error = ErrorInfo(
                 type="internal", message="the worker hit an unexpected error", retryable=True
             )
             return {"error": error.model_dump_json()}
         log.info("job done", extra={"action": "worker.done", "images": len(output.images)})
+        health.count("done")
         return output.model_dump()
 
 
 async def run(job: dict[str, Any], ctx: WorkerContext) -> WorkerOutput:
     """The steps; each raises JobFailure with what went wrong."""
     request = validate(job.get("input"), ctx)
-    graph = policy.enforce(request.workflow, ctx.allowed_nodes, request.job_id)
-    deadline = time.monotonic() + request.timeout_s
+    folder = policy.job_folder(request.job_id)
+    graph = policy.enforce(request.workflow, ctx.allowed_nodes, folder)
+    deadline = time.monotonic() + request.timeout_s  # the loop's clock too
+    try:
+        async with aiohttp.ClientSession(timeout=CALL_TIMEOUT) as session:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    return await _steps(job, ctx, request, graph, session, deadline)
+            except TimeoutError:  # ComfyUI, if it was running our prompt, was interrupted
+                raise JobFailure("timeout", OVER_TIME, retryable=True) from None
+    finally:
+        ctx.cleaner.clean_outputs(folder)
+
+
+async def _steps(
+    job: dict[str, Any],
+    ctx: WorkerContext,
+    request: WorkerInput,
+    graph: ComfyGraph,
+    session: aiohttp.ClientSession,
+    deadline: float,
+) -> WorkerOutput:
     progress = _Throttled(job, ctx)
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    if ctx.comfy_turn.locked():
+        progress.stage("waiting for the GPU")  # the job before it is still on ComfyUI
+    async with ctx.comfy_turn:
         progress.stage("starting ComfyUI")
-        comfy_start_s = await ctx.supervisor.ensure_ready(session)
+        comfy_start_s = await ctx.supervisor.ensure_ready(session, deadline)
         client = ComfyClient(session, ctx.supervisor.url)
-        await stage_inputs(client, request.inputs, ctx.settings)
-        progress.stage("queued")
-        limits = Limits(
-            deadline=deadline,
-            inactivity_s=ctx.settings.worker.ws_inactivity_s,
-            poll_interval_s=ctx.settings.worker.poll_interval_s,
-        )
         try:
-            execution = await execute(
-                client, graph, limits, progress.comfy, ctx.supervisor.is_alive
-            )
-        except (JobFailure, asyncio.CancelledError) as stop:
-            if not isinstance(stop, JobFailure) or stop.info.type == "timeout":
-                await _interrupt(client)
-            raise
-        progress.stage("uploading")
-        upload_began = time.monotonic()
-        images = await collect_and_upload(client, execution, request, ctx.storage)
-        upload_s = time.monotonic() - upload_began
+            await stage_inputs(client, request.inputs, ctx.settings)
+            progress.stage("queued")
+            execution = await _run_prompt(client, graph, ctx, progress, session, deadline)
+        finally:
+            ctx.cleaner.clean_inputs([image.name for image in request.inputs])
+    progress.stage("uploading")
+    upload_began = time.monotonic()
+    images = await collect_and_upload(client, execution, request, ctx.storage)
+    upload_s = time.monotonic() - upload_began
     return WorkerOutput(
         images=images,
         timings=Timings(
@@ -172,10 +200,47 @@ async def collect_and_upload(
     return refs
 
 
-async def _interrupt(client: ComfyClient) -> None:
-    # ComfyUI may already be gone; then there is nothing left to stop.
+async def _run_prompt(
+    client: ComfyClient,
+    graph: ComfyGraph,
+    ctx: WorkerContext,
+    progress: _Throttled,
+    session: aiohttp.ClientSession,
+    deadline: float,
+) -> Execution:
+    """Queue and follow the prompt; if the job stops (cancelled, out of time) while
+    ComfyUI holds it, take that prompt back (a dead or frozen ComfyUI is not asked)."""
+    limits = Limits(
+        deadline=deadline,
+        inactivity_s=ctx.settings.worker.ws_inactivity_s,
+        poll_interval_s=ctx.settings.worker.poll_interval_s,
+    )
+    queued: list[str] = []
+    try:
+        return await execute(
+            client, graph, limits, progress.comfy, ctx.supervisor.watch(session), queued.append
+        )
+    except (JobFailure, asyncio.CancelledError) as stop:
+        ended = isinstance(stop, JobFailure) and stop.info.type != "timeout"
+        if queued and not ended:
+            await _take_back(client, queued[0])
+        raise
+
+
+async def _take_back(client: ComfyClient, prompt_id: str) -> None:
+    """Take our prompt back from ComfyUI within INTERRUPT_LIMIT_S (it may be gone or
+    frozen: then there is nothing to stop); shielded, so the job's own cancellation
+    does not cut it short."""
+    task = asyncio.ensure_future(client.take_back(prompt_id))
+    task.add_done_callback(_outcome_unneeded)
     with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError, asyncio.CancelledError):
-        await asyncio.shield(client.interrupt())
+        await asyncio.wait_for(asyncio.shield(task), INTERRUPT_LIMIT_S)
+
+
+def _outcome_unneeded(task: asyncio.Future[None]) -> None:
+    """A call given up on may still fail later: its error is of no interest."""
+    if not task.cancelled():
+        task.exception()
 
 
 class _Throttled:
@@ -186,15 +251,18 @@ class _Throttled:
         self.report = ctx.report_progress
         self.interval = ctx.settings.worker.progress_interval_s
         self.last = 0.0
+        self.counted = False  # a step count has been reported
 
     def stage(self, name: str) -> None:
         self._send({"stage": name}, force=True)
 
     def comfy(self, event: Progress) -> None:
         update: dict[str, Any] = {"stage": "running", "node": event.node}
+        first = False
         if event.value is not None and event.max:
             update.update(step=event.value, steps=event.max, fraction=event.value / event.max)
-        self._send(update, force=False)
+            first, self.counted = not self.counted, True
+        self._send(update, force=first)  # the first count goes out at once
 
     def _send(self, update: dict[str, Any], *, force: bool) -> None:
         now = time.monotonic()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -61,7 +62,17 @@ class Backend(Protocol):
     """Run, follow and cancel jobs on GPUs somewhere."""
 
     name: str
-    capacity: int | None  # jobs it can take at once (None: the endpoint scales)
+
+    @property
+    def capacity(self) -> int | None:
+        """Jobs it can take at once (None: the endpoint scales)."""
+
+    def watch(self, notify: Callable[[str], None]) -> None:
+        """Call `notify(backend job id)` whenever a job changes, where the backend can
+        tell (RunPod tells through its webhook instead)."""
+
+    async def start(self) -> None:
+        """Open what the backend needs (listeners, worker processes)."""
 
     async def submit(self, request: WorkerInput) -> str:
         """Start the job; the backend's id for it."""

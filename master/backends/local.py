@@ -1,8 +1,14 @@
-"""Local workers, for `stillhouse up`, docker-compose and tests: each runs our worker
-under the runpod SDK's local API (`python -m worker --rp_serve_api`) and takes one job at
-a time through `POST /runsync`. Either this backend starts them (a process that dies is
-started again for the next job) or they already run elsewhere (compose's GPU service),
-reached at the URLs given."""
+"""Local GPU workers, for `stillhouse up`, docker-compose and tests, at parity with RunPod:
+each worker runs the real runpod worker loop against the master's own control plane
+(master.backends.plane), so cancel, progress and completion work as on RunPod — a cancel
+stops the handler, which interrupts ComfyUI, and the worker takes its next job only once
+it stopped; progress flows to the master as the worker reports it; a finished job wakes
+the master at once.
+
+The backend starts `LOCAL_WORKERS` processes itself (started again when one dies, its job
+failed as retryable), or uses workers that already run elsewhere and poll the plane
+(compose's GPU service: RUNPOD_WEBHOOK_GET_JOB=http://master:8300/job-take/$ID, …).
+"""
 
 from __future__ import annotations
 
@@ -12,196 +18,159 @@ import logging
 import os
 import subprocess
 import sys
-import time
-import uuid
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
-
-import aiohttp
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from master.backends.base import Phase, Poll, SubmitNotSent
+from master.backends.plane import ControlPlane
 from stillhouse.processes import die_with_parent
 from stillhouse.schemas.worker_io import ErrorInfo, WorkerInput, WorkerOutput, parse_error
 
 log = logging.getLogger(__name__)
-READY_TIMEOUT_S = 120
+WATCH_S = 0.5
+EXTERNAL_ALIVE_S = 10.0  # an external worker silent this long no longer counts
 
 
 @dataclass
-class _Slot:
-    port: int
+class _Worker:
+    id: str
     log_path: Path
+    comfy_url: str
     process: subprocess.Popen[bytes] | None = None
-    busy_with: str | None = None
-    external_url: str | None = None  # a worker someone else runs
-
-    @property
-    def url(self) -> str:
-        return self.external_url or f"http://127.0.0.1:{self.port}"
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-
-@dataclass
-class _Run:
-    slot: _Slot
-    task: asyncio.Task[dict[str, Any]]
-    started: float = field(default_factory=time.monotonic)
 
 
 class LocalBackend:
-    """`count` worker processes on ports `first_port`, `first_port + 1`, …"""
+    """`count` worker processes (or workers already running) on a local control plane."""
 
     name = "local"
 
     def __init__(
         self,
         count: int,
-        first_port: int,
+        plane_host: str,
+        plane_port: int,
         log_dir: Path,
         comfy_url: str,
-        worker_urls: list[str] | None = None,
+        jobs_per_worker: int = 1,
     ) -> None:
-        if worker_urls:
-            self._slots = [
-                _Slot(0, log_dir / f"worker-{n}.log", external_url=url.rstrip("/"))
-                for n, url in enumerate(worker_urls)
-            ]
-        else:
-            self._slots = [_Slot(first_port + n, log_dir / f"worker-{n}.log") for n in range(count)]
-        self.capacity: int | None = len(self._slots)
-        self._comfy = urlsplit(comfy_url)
-        self._runs: dict[str, _Run] = {}
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
+        self.plane = ControlPlane(plane_host, plane_port)
+        self._per_worker = jobs_per_worker
+        comfy = urlsplit(comfy_url)
+        self._workers = [
+            _Worker(f"local-{n}", log_dir / f"worker-{n}.log", _nth_comfy(comfy, n))
+            for n in range(count)
+        ]
+        self._watcher: asyncio.Task[None] | None = None
+
+    @property
+    def capacity(self) -> int | None:
+        """Jobs to hand over at once: what the workers (its own, or those heard from)
+        hold at once each."""
+        own = sum(1 for w in self._workers if w.process is not None)
+        return (own or self.plane.live_workers(EXTERNAL_ALIVE_S)) * self._per_worker
+
+    def watch(self, notify: Callable[[str], None]) -> None:
+        self.plane.on_change = notify
+
+    async def start(self) -> None:
+        await self.plane.start()
+        for worker in self._workers:
+            self._spawn(worker)
+        if self._workers:
+            self._watcher = asyncio.create_task(self._restart_the_dead(), name="local-workers")
+        log.info(
+            "local control plane listening",
+            extra={"action": "local.plane", "url": self.plane.url, "workers": len(self._workers)},
+        )
 
     async def submit(self, request: WorkerInput) -> str:
-        slot = next((s for s in self._slots if s.busy_with is None), None)
-        if slot is None:
-            raise SubmitNotSent("every local worker is busy")
-        job_id = f"local-{uuid.uuid4().hex}"
-        # Taken before the (slow) start, so a second submit cannot pick a starting worker.
-        slot.busy_with = job_id
-        try:
-            await self._ensure_started(slot)
-        except BaseException:
-            slot.busy_with = None
-            raise
-        body = {"input": request.model_dump(mode="json", by_alias=True)}
-        task = asyncio.create_task(self._runsync(slot, body))
-        self._runs[job_id] = _Run(slot, task)
-        return job_id
+        if not self.capacity:
+            raise SubmitNotSent("no local worker is running")
+        return self.plane.submit(request.model_dump(mode="json", by_alias=True))
 
     async def poll(self, backend_job_id: str) -> Poll:
-        run = self._runs.get(backend_job_id)
-        if run is None:
-            return Poll(
-                phase=Phase.LOST,
-                error=ErrorInfo(
-                    type="lost", message="the local worker lost the job", retryable=True
-                ),
-            )
-        if not run.task.done():
-            return Poll(phase=Phase.RUNNING)
-        self._runs.pop(backend_job_id)
-        run.slot.busy_with = None
-        try:
-            answer = run.task.result()
-        except (aiohttp.ClientError, asyncio.CancelledError) as exc:
-            return Poll(
-                phase=Phase.FAILED,
-                error=ErrorInfo(
-                    type="worker_died",
-                    message=f"the local worker stopped: {type(exc).__name__}",
+        job = self.plane.jobs.get(backend_job_id)
+        if job is None:
+            error = ErrorInfo(type="lost", message="the local worker lost the job", retryable=True)
+            return Poll(phase=Phase.LOST, error=error)
+        if job.status == "IN_QUEUE":
+            return Poll(phase=Phase.QUEUED)
+        if job.status == "IN_PROGRESS":
+            return Poll(phase=Phase.RUNNING, progress=job.progress)
+        self.plane.forget(backend_job_id)
+        if job.status == "COMPLETED":
+            try:
+                return Poll(phase=Phase.COMPLETED, output=WorkerOutput.model_validate(job.output))
+            except ValueError:
+                error = ErrorInfo(
+                    type="bad_output",
+                    message="the worker returned no usable images",
                     retryable=True,
-                ),
-            )
-        if answer.get("status") == "COMPLETED":
-            return Poll(phase=Phase.COMPLETED, output=WorkerOutput.model_validate(answer["output"]))
-        return Poll(phase=Phase.FAILED, error=parse_error(answer.get("error") or "failed"))
+                )
+                return Poll(phase=Phase.FAILED, error=error)
+        if job.status == "CANCELLED":
+            error = ErrorInfo(type="cancelled", message="the job was cancelled", retryable=True)
+            return Poll(phase=Phase.FAILED, error=error)
+        return Poll(phase=Phase.FAILED, error=parse_error(job.error or "the GPU job failed"))
 
     async def cancel(self, backend_job_id: str) -> None:
-        run = self._runs.pop(backend_job_id, None)
-        if run is not None:
-            run.task.cancel()  # the local API cannot stop a job; its answer is dropped
-            run.slot.busy_with = None
+        self.plane.cancel(backend_job_id)
 
     async def health(self) -> dict[str, Any]:
-        return {
-            "workers": {
-                "alive": sum(s.alive() for s in self._slots),
-                "busy": sum(s.busy_with is not None for s in self._slots),
-            }
-        }
+        running = sum(1 for j in self.plane.jobs.values() if j.status == "IN_PROGRESS")
+        return {"workers": {"alive": self.capacity, "running": running}}
 
     async def close(self) -> None:
-        for run in self._runs.values():
-            run.task.cancel()
-        await self._session.close()
-        for slot in self._slots:
-            if slot.alive():
-                assert slot.process is not None
-                slot.process.terminate()
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
+        for worker in self._workers:
+            if worker.process is not None and worker.process.poll() is None:
+                worker.process.terminate()
                 with contextlib.suppress(subprocess.TimeoutExpired):
-                    slot.process.wait(timeout=20)
+                    await asyncio.to_thread(worker.process.wait, 20)
+        await self.plane.close()
 
-    async def _runsync(self, slot: _Slot, body: dict[str, Any]) -> dict[str, Any]:
-        async with self._session.post(f"{slot.url}/runsync", json=body) as response:
-            answer: dict[str, Any] = await response.json()
-            return answer
-
-    def _env(self, slot: _Slot) -> dict[str, str]:
-        """Each worker starts its own ComfyUI on the next port after the configured one."""
-        env = dict(os.environ)
-        index = self._slots.index(slot)
-        if index:
-            port = (self._comfy.port or 8188) + index
-            netloc = f"{self._comfy.hostname or '127.0.0.1'}:{port}"
-            env["STILLHOUSE_WORKER__COMFY_URL"] = urlunsplit(self._comfy._replace(netloc=netloc))
-        return env
-
-    async def _ensure_started(self, slot: _Slot) -> None:
-        if slot.external_url is not None:
-            if not await self._answers(slot):
-                raise SubmitNotSent(f"the worker at {slot.url} does not answer")
-            return
-        if slot.alive():
-            return
-        slot.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with slot.log_path.open("ab") as sink:
-            slot.process = subprocess.Popen(  # noqa: S603 - our own worker module
-                [
-                    sys.executable,
-                    "-m",
-                    "worker",
-                    "--rp_serve_api",
-                    "--rp_api_host",
-                    "127.0.0.1",
-                    "--rp_api_port",
-                    str(slot.port),
-                ],
+    def _spawn(self, worker: _Worker) -> None:
+        worker.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {
+            **os.environ,
+            **self.plane.worker_env(worker.id),
+            "STILLHOUSE_WORKER__COMFY_URL": worker.comfy_url,
+        }
+        with worker.log_path.open("ab") as sink:
+            worker.process = subprocess.Popen(
+                [sys.executable, "-m", "worker"],
                 stdout=sink,
                 stderr=subprocess.STDOUT,
-                env=self._env(slot),
+                env=env,
                 preexec_fn=die_with_parent(),  # started on the loop's (long-lived) thread
             )
-        log.info("local worker starting", extra={"action": "local.start", "port": slot.port})
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if await self._answers(slot):
-                return
-            if not slot.alive():
-                raise SubmitNotSent(f"local worker exited at start; see {slot.log_path}")
-            await asyncio.sleep(0.2)
-        raise SubmitNotSent(f"local worker on port {slot.port} did not start")
+        log.info("local worker starting", extra={"action": "local.start", "worker": worker.id})
 
-    async def _answers(self, slot: _Slot) -> bool:
-        try:
-            async with self._session.get(
-                f"{slot.url}/docs", timeout=aiohttp.ClientTimeout(total=5)
-            ) as response:
-                return response.status == 200
-        except (aiohttp.ClientError, TimeoutError):
-            return False
+    async def _restart_the_dead(self) -> None:
+        """A worker that exited fails the job it held (retryable) and starts again."""
+        while True:
+            await asyncio.sleep(WATCH_S)
+            for worker in self._workers:
+                if worker.process is None or worker.process.poll() is None:
+                    continue
+                code = worker.process.returncode
+                log.warning(
+                    "local worker exited (code %s); starting it again",
+                    code,
+                    extra={"action": "local.restart", "worker": worker.id},
+                )
+                self.plane.fail_worker(worker.id, f"the local worker stopped (exit code {code})")
+                self._spawn(worker)
+
+
+def _nth_comfy(comfy: SplitResult, n: int) -> str:
+    """Each worker starts its own ComfyUI on the next port after the configured one."""
+    if not n:
+        return urlunsplit(comfy)
+    netloc = f"{comfy.hostname or '127.0.0.1'}:{(comfy.port or 8188) + n}"
+    return urlunsplit(comfy._replace(netloc=netloc))

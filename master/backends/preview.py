@@ -10,7 +10,7 @@ import io
 import textwrap
 import time
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
@@ -75,6 +75,12 @@ class PreviewBackend:
 
     async def health(self) -> dict[str, Any]:
         return {"mode": "preview", "running": len(self._runs)}
+
+    def watch(self, notify: Callable[[str], None]) -> None:
+        """Its jobs are done by the first look."""
+
+    async def start(self) -> None:
+        """Nothing to open."""
 
     async def close(self) -> None:
         for run in self._runs.values():

@@ -13,6 +13,7 @@ headers. Each answer is classed by what it means for the job, not by how it fail
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -102,6 +103,12 @@ class RunPodBackend:
         if not isinstance(answer, dict):
             raise BackendUnavailable("RunPod's health answer is not JSON")
         return answer
+
+    def watch(self, notify: Callable[[str], None]) -> None:
+        """Nothing to watch here (RunPod's webhook reaches the master's listener)."""
+
+    async def start(self) -> None:
+        """Nothing to open."""
 
     async def close(self) -> None:
         await self._session.close()

@@ -69,6 +69,7 @@ def _configure(host: str | None, port: int | None, install_comfy: bool) -> Plan:
     env.setdefault("STILLHOUSE_MASTER__HTTP_PORT", "0")
     env.setdefault("STILLHOUSE_MASTER__CLAIM_INTERVAL_S", "0.2")
     env.setdefault("STILLHOUSE_MASTER__POLL_INTERVAL_S", "0.2")
+    env.setdefault("STILLHOUSE_MASTER__LOCAL_PLANE_PORT", "0")  # any free port: no clashes
     if env.get("DISCORD_TOKEN"):
         env.setdefault("STILLHOUSE_BOT__TOKEN", env["DISCORD_TOKEN"])
     if install_comfy:
@@ -126,7 +127,8 @@ async def _run(settings: Settings, plan: Plan) -> int:
         )
     )
     tasks = [
-        asyncio.create_task(serve_master(settings, stop=stop), name="master"),
+        # One process: the API's enqueue wakes the master through shared in-process hints.
+        asyncio.create_task(serve_master(settings, stop=stop, wake=services.hints), name="master"),
         asyncio.create_task(server.serve(), name="api"),
     ]
     bot = None

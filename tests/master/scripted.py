@@ -70,6 +70,12 @@ class ScriptedBackend:
     async def health(self) -> dict[str, Any]:
         return {}
 
+    def watch(self, notify: Callable[[str], None]) -> None:
+        return None
+
+    async def start(self) -> None:
+        return None
+
     async def close(self) -> None:
         return None
 

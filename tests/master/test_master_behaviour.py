@@ -130,7 +130,7 @@ def test_the_local_backend_runs_worker_processes(
     cluster.master_env = {
         "STILLHOUSE_MASTER__BACKEND": "local",
         "STILLHOUSE_MASTER__LOCAL_WORKERS": "2",
-        "STILLHOUSE_MASTER__LOCAL_WORKER_PORT": str(free_port()),
+        "STILLHOUSE_MASTER__LOCAL_PLANE_PORT": str(free_port()),
         "STILLHOUSE_WORKER__COMFY_URL": f"http://127.0.0.1:{comfy_port}",
         "STILLHOUSE_WORKER__COMFY_COMMAND": double_command(comfy_port).replace(
             str(comfy_port), "{port}"
@@ -150,8 +150,10 @@ def test_the_local_backend_uses_workers_that_already_run(
     s3_settings: StorageSettings,
     cluster: Cluster,
 ) -> None:
-    """As in docker-compose: the GPU worker is its own service, the master only calls it."""
-    comfy_port, worker_port = free_port(), free_port()
+    """As in docker-compose: the GPU worker is its own service, running the runpod worker
+    loop against the master's control plane; the master starts no worker of its own."""
+    comfy_port, plane_port = free_port(), free_port()
+    plane = f"http://127.0.0.1:{plane_port}"
     worker_env = {
         **base_env(),
         **storage_env(s3_settings),
@@ -159,13 +161,19 @@ def test_the_local_backend_uses_workers_that_already_run(
         "STILLHOUSE_LOG__FORMAT": "text",
         "STILLHOUSE_WORKER__COMFY_URL": f"http://127.0.0.1:{comfy_port}",
         "STILLHOUSE_WORKER__COMFY_COMMAND": double_command(comfy_port),
+        "RUNPOD_WEBHOOK_GET_JOB": f"{plane}/job-take/$ID?gpu=test",
+        "RUNPOD_WEBHOOK_POST_OUTPUT": f"{plane}/job-done/$RUNPOD_POD_ID?id=$ID",
+        "RUNPOD_WEBHOOK_PING": f"{plane}/ping/$RUNPOD_POD_ID",
+        "RUNPOD_POD_ID": "gpu-service",
+        "RUNPOD_AI_API_KEY": "local",
+        "RUNPOD_PING_INTERVAL": "1000",
     }
-    serve = ["--rp_serve_api", "--rp_api_host", "127.0.0.1", "--rp_api_port", str(worker_port)]
-    cluster.spawn("gpu", [sys.executable, "-m", "worker", *serve], worker_env)
+    cluster.spawn("gpu", [sys.executable, "-m", "worker"], worker_env)
     ids = enqueue(queue, 3)
     cluster.master_env = {
         "STILLHOUSE_MASTER__BACKEND": "local",
-        "STILLHOUSE_MASTER__LOCAL_WORKER_URLS": f"http://127.0.0.1:{worker_port}",
+        "STILLHOUSE_MASTER__LOCAL_WORKERS": "0",
+        "STILLHOUSE_MASTER__LOCAL_PLANE_PORT": str(plane_port),
     }
     cluster.start_master("m0")
     cluster.wait_for_outcomes(queue, mariadb_engine, timeout_s=120)

@@ -11,7 +11,7 @@ from PIL.PngImagePlugin import PngInfo
 from stillhouse.schemas.graph import ComfyGraph
 from stillhouse.schemas.worker_io import ErrorInfo, parse_error
 from worker.errors import JobFailure, scrub
-from worker.policy import allowed_nodes, enforce
+from worker.policy import allowed_nodes, enforce, job_folder
 from worker.uploads import strip_png_metadata
 
 
@@ -57,9 +57,26 @@ def test_policy_refuses_unknown_nodes_and_owns_the_output_names() -> None:
             },
         }
     )
-    safe = enforce(graph, allowed_nodes(""), "job42")
+    folder = job_folder("job42")
+    safe = enforce(graph, allowed_nodes(""), folder)
     prefix = safe.root["9"].inputs["filename_prefix"]
-    assert prefix.startswith("stillhouse/job42-") and ".." not in prefix
+    assert prefix == f"{folder}/img" and prefix.startswith("stillhouse/job42-")
+    assert ".." not in prefix and job_folder("job42") != folder, "a folder per attempt"
     assert graph.root["9"].inputs["filename_prefix"] == "../../etc/evil", "input graph untouched"
     with pytest.raises(JobFailure, match="LoadImage"):
-        enforce(graph, allowed_nodes("SaveImage"), "job42")
+        enforce(graph, allowed_nodes("SaveImage"), folder)
+
+
+def test_a_preview_node_from_comfyuis_ui_is_saved_into_the_jobs_folder() -> None:
+    graph = ComfyGraph.model_validate(
+        {
+            "1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},
+            "9": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}},
+        }
+    )
+    safe = enforce(graph, allowed_nodes(""), "stillhouse/job7-ab")
+    assert safe.root["9"].class_type == "SaveImage"
+    assert safe.root["9"].inputs == {
+        "images": ["1", 0],
+        "filename_prefix": "stillhouse/job7-ab/img",
+    }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
 from typing import Any
 
 import aiohttp
@@ -9,6 +11,8 @@ from pydantic import BaseModel
 
 from stillhouse.schemas.graph import ComfyGraph
 from worker.errors import JobFailure, comfy_unavailable
+
+_NOT_IN_LIST = re.compile(r"(?P<name>\w+): '(?P<value>.*)' not in ")
 
 
 class OutputImage(BaseModel):
@@ -39,7 +43,9 @@ class ComfyClient:
             return stats
 
     async def queue_prompt(self, graph: ComfyGraph, client_id: str) -> str:
-        """`POST /prompt`; a 400 becomes a structured, non-retryable JobFailure."""
+        """`POST /prompt`; a 400 becomes a structured, non-retryable JobFailure, and so
+        does a 200 whose `node_errors` name outputs ComfyUI dropped (it queues the valid
+        ones only): the prompt is taken back, never half run."""
         body = {"prompt": graph.model_dump(mode="json", by_alias=True), "client_id": client_id}
         async with self.session.post(f"{self.base_url}/prompt", json=body) as response:
             if response.status == 400:
@@ -48,7 +54,19 @@ class ComfyClient:
                 raise comfy_unavailable(f"ComfyUI answered {response.status} to the prompt")
             response.raise_for_status()
             answer = await response.json()
-        return str(answer["prompt_id"])
+        prompt_id = str(answer["prompt_id"])
+        if answer.get("node_errors"):
+            await self.take_back(prompt_id)
+            raise rejection(answer, error_type="node_error")
+        return prompt_id
+
+    async def take_back(self, prompt_id: str) -> None:
+        """Remove a prompt that waits in ComfyUI's queue, and stop it if it runs: only
+        that prompt, never another job's (best effort)."""
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+            async with self.session.post(f"{self.base_url}/queue", json={"delete": [prompt_id]}):
+                pass
+            await self.interrupt(prompt_id)
 
     async def history(self, prompt_id: str) -> dict[str, Any] | None:
         """`GET /history/{id}`: the finished prompt, or None while ComfyUI has no entry."""
@@ -86,21 +104,21 @@ class ComfyClient:
         async with self.session.post(f"{self.base_url}/upload/image", data=form) as response:
             response.raise_for_status()
 
-    async def interrupt(self) -> None:
-        """`POST /interrupt`: stop what ComfyUI is running (it has one job: ours)."""
-        async with self.session.post(f"{self.base_url}/interrupt") as response:
+    async def interrupt(self, prompt_id: str) -> None:
+        """`POST /interrupt` for one prompt: ComfyUI stops it if it is the one running."""
+        body = {"prompt_id": prompt_id}
+        async with self.session.post(f"{self.base_url}/interrupt", json=body) as response:
             response.raise_for_status()
 
 
-def rejection(body: dict[str, Any]) -> JobFailure:
-    """ComfyUI's 400 answer as one clear error naming the first bad node and input."""
+def rejection(body: dict[str, Any], error_type: str = "invalid_graph") -> JobFailure:
+    """ComfyUI's refusal as one clear error naming the first bad node and input."""
     node_errors = body.get("node_errors") or {}
     for node_id, node in node_errors.items():
         for error in node.get("errors", []):
-            details = f": {error['details']}" if error.get("details") else ""
             return JobFailure(
-                "invalid_graph",
-                f"{error.get('message', 'invalid')}{details}",
+                error_type,
+                _described(error),
                 retryable=False,
                 node_id=str(node_id),
                 node_type=node.get("class_type"),
@@ -112,3 +130,22 @@ def rejection(body: dict[str, Any]) -> JobFailure:
         f"{error.get('message', 'ComfyUI refused the graph')}{details}",
         retryable=False,
     )
+
+
+def _described(error: dict[str, Any]) -> str:
+    """One node error in words. A value not in its list names the value, never the list:
+    for a loader that list is every model file on this worker."""
+    message = str(error.get("message") or "invalid")
+    details = str(error.get("details") or "")
+    if error.get("type") == "value_not_in_list":
+        extra = error.get("extra_info") or {}
+        # ComfyUI says "ckpt_name: 'x.safetensors' not in ['a', 'b', ...]"
+        said = _NOT_IN_LIST.match(details)
+        name = extra.get("input_name") or (said and said["name"]) or "value"
+        received = extra.get("received_value", said and said["value"])
+        if received is not None:
+            if str(name).endswith("_name"):  # ckpt_name, lora_name, vae_name: a model file
+                return f"{name}: {str(received)!r} is not installed on this worker"
+            return f"{name}: {str(received)!r} is not one of the allowed values"
+        return f"{message}: {name}"
+    return f"{message}: {details}" if details else message

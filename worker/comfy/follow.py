@@ -3,7 +3,9 @@
 The websocket is opened before the prompt is queued so no message is missed. When it
 drops or stays silent longer than the inactivity limit (ComfyUI goes quiet on long
 nodes, proxies cut idle sockets), the worker polls `/history` instead, checking that
-ComfyUI still lives and still holds the prompt, so a lost job fails instead of hanging.
+ComfyUI still holds the prompt, so a lost job fails instead of hanging. All along, a
+watchdog (the supervisor's) asks ComfyUI whether it still lives: a dead or frozen one
+ends the job within seconds, not at its time limit.
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import aiohttp
 
@@ -72,22 +74,47 @@ async def execute(
     graph: ComfyGraph,
     limits: Limits,
     on_progress: ProgressSink,
-    is_alive: Callable[[], bool],
+    watchdog: Coroutine[Any, Any, NoReturn],
+    on_queued: Callable[[str], None] = lambda _prompt_id: None,
 ) -> Execution:
-    """Run `graph` to completion; JobFailure for node errors, timeouts, a dead ComfyUI."""
+    """Run `graph` to completion; JobFailure for node errors, timeouts, a dead ComfyUI
+    (from `watchdog`, which raises once ComfyUI is gone or silent). `on_queued` hears the
+    prompt's id as soon as ComfyUI took it (to take it back if the job stops)."""
+    watching = asyncio.ensure_future(watchdog)
+    following = asyncio.ensure_future(_follow(client, graph, limits, on_progress, on_queued))
+    try:
+        await asyncio.wait({watching, following}, return_when=asyncio.FIRST_COMPLETED)
+        if following.done():
+            return following.result()
+        watching.result()  # raises: ComfyUI is gone
+        raise AssertionError("a watchdog ends only by raising")
+    finally:
+        for task in (watching, following):
+            task.cancel()
+        await asyncio.gather(watching, following, return_exceptions=True)
+
+
+async def _follow(
+    client: ComfyClient,
+    graph: ComfyGraph,
+    limits: Limits,
+    on_progress: ProgressSink,
+    on_queued: Callable[[str], None],
+) -> Execution:
     client_id = uuid.uuid4().hex
     ws = await _connect(client, client_id)
     try:
-        queued_at = time.monotonic()
+        queued_ms = time.time() * 1000
         prompt_id = await client.queue_prompt(graph, client_id)
-        run = _Tracker(Execution(prompt_id), on_progress, queued_at)
+        on_queued(prompt_id)
+        run = _Tracker(Execution(prompt_id), on_progress, queued_ms)
         if ws is not None:
             await _follow_socket(ws, run, limits)
     finally:
         if ws is not None:
             await ws.close()
     if not run.execution.finished:
-        await _poll_history(client, run, limits, is_alive)
+        await _poll_history(client, run, limits)
     await _settle_outputs(client, run, limits)
     return run.execution
 
@@ -104,18 +131,21 @@ async def _connect(client: ComfyClient, client_id: str) -> aiohttp.ClientWebSock
 class _Tracker:
     """Applies ComfyUI's messages (from the socket or /history) to one Execution."""
 
-    def __init__(self, execution: Execution, on_progress: ProgressSink, queued_at: float) -> None:
+    def __init__(self, execution: Execution, on_progress: ProgressSink, queued_ms: float) -> None:
         self.execution = execution
         self.on_progress = on_progress
-        self.queued_at = queued_at
+        self.queued_ms = queued_ms  # wall clock, as ComfyUI's own timestamps
 
     def apply(self, kind: str, data: dict[str, Any]) -> None:
         """One message; raises JobFailure when it says the prompt failed."""
         if data.get("prompt_id") not in (None, self.execution.prompt_id):
             return
         if kind == "execution_start":
-            self.execution.started_ms = data.get("timestamp")
-            self.execution.queued_s = time.monotonic() - self.queued_at
+            # ComfyUI's timestamp, not when we read it: /history is read after the run.
+            started = data.get("timestamp")
+            self.execution.started_ms = started
+            start_ms = started if isinstance(started, int | float) else time.time() * 1000
+            self.execution.queued_s = max(0.0, (start_ms - self.queued_ms) / 1000)
         elif kind == "executing" and data.get("node"):
             self.on_progress(Progress(node=str(data["node"])))
         elif kind == "progress":
@@ -158,14 +188,10 @@ async def _follow_socket(
         run.apply(str(payload.get("type")), payload.get("data") or {})
 
 
-async def _poll_history(
-    client: ComfyClient, run: _Tracker, limits: Limits, is_alive: Callable[[], bool]
-) -> None:
+async def _poll_history(client: ComfyClient, run: _Tracker, limits: Limits) -> None:
     prompt_id = run.execution.prompt_id
     polls = 0
     while time.monotonic() < limits.deadline:
-        if not is_alive():
-            raise comfy_unavailable("ComfyUI stopped while running the prompt")
         try:
             entry = await client.history(prompt_id)
             if entry is not None and _apply_history(run, entry):
@@ -182,7 +208,7 @@ async def _poll_history(
                     return
                 raise comfy_unavailable("ComfyUI lost the prompt (restarted?)")
         except (aiohttp.ClientConnectionError, TimeoutError):
-            pass  # is_alive() decides on the next round
+            pass  # the watchdog decides whether ComfyUI is gone
         await asyncio.sleep(limits.poll_interval_s)
     raise JobFailure("timeout", "the job ran past its time limit", retryable=True)
 

@@ -25,6 +25,11 @@ class Behaviour:
     hang: bool = False
     models: tuple[str, ...] = ()
     embed_metadata: bool = True
+    # ComfyUI's folder flags (None: not given; with none given, files stay in memory)
+    base_directory: str | None = None
+    output_directory: str | None = None
+    input_directory: str | None = None
+    temp_directory: str | None = None
 
     @classmethod
     def from_args(cls, argv: list[str] | None = None) -> Behaviour:
@@ -44,7 +49,12 @@ class Behaviour:
         parser.add_argument("--node-time", type=float, default=cls.node_time_s)
         parser.add_argument("--hang", action="store_true")
         parser.add_argument("--models", default="", help="comma-separated installed models")
-        parser.add_argument("--disable-metadata", action="store_true")  # accepted, ignored
+        parser.add_argument("--disable-metadata", action="store_true")
+        # ComfyUI's comfy/cli_args.py: folders for output, input and temp (see folders.py)
+        parser.add_argument("--base-directory")
+        parser.add_argument("--output-directory")
+        parser.add_argument("--input-directory")
+        parser.add_argument("--temp-directory")
         args = parser.parse_args(argv)
         return cls(
             port=args.port,
@@ -62,4 +72,8 @@ class Behaviour:
             hang=args.hang,
             models=tuple(m for m in args.models.split(",") if m),
             embed_metadata=not args.disable_metadata,
+            base_directory=args.base_directory,
+            output_directory=args.output_directory,
+            input_directory=args.input_directory,
+            temp_directory=args.temp_directory,
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections.abc import Callable
 from typing import Any
 
 from PIL import Image
@@ -15,17 +16,20 @@ Graph = dict[str, dict[str, Any]]
 LATENTS = ("EmptyLatentImage", "EmptySD3LatentImage")
 
 
-def plan(graph: Graph, uploads: dict[str, bytes]) -> tuple[int, int, int]:
-    """(width, height, count) of what the output nodes will save."""
+def plan(graph: Graph, read_input: Callable[[str], bytes | None]) -> tuple[int, int, int]:
+    """(width, height, count) of what the output nodes will save; `read_input` gives a
+    LoadImage's file (None when ComfyUI's input folder has no such image)."""
     width, height, count = 512, 512, 1
     for node in graph.values():
         inputs = node.get("inputs", {})
         if node.get("class_type") in LATENTS:
             width, height = int(inputs.get("width", 512)), int(inputs.get("height", 512))
             count = int(inputs.get("batch_size", 1))
-        elif node.get("class_type") == "LoadImage" and inputs.get("image") in uploads:
-            with Image.open(io.BytesIO(uploads[inputs["image"]])) as image:
-                width, height = image.size
+        elif node.get("class_type") == "LoadImage" and isinstance(inputs.get("image"), str):
+            data = read_input(inputs["image"])
+            if data is not None:
+                with Image.open(io.BytesIO(data)) as image:
+                    width, height = image.size
     scale = 1.0
     for node in graph.values():
         kind, inputs = node.get("class_type"), node.get("inputs", {})

@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from tests.doubles.comfy.behaviour import Behaviour
+from tests.doubles.comfy.folders import expand_prefix, next_counter, relative
 from tests.doubles.comfy.images import Graph, plan, render_png
 
 SAMPLERS = ("KSampler", "KSamplerAdvanced")
-OUTPUT_NODES = ("SaveImage", "PreviewImage")
+OUTPUT_NODES = ("SaveImage", "PreviewImage")  # the output nodes that save images
+# nodes.py PreviewImage: temp folder, type "temp", "_temp_" and five of these letters
+# appended to the prefix "ComfyUI" (it has no filename_prefix input).
+PREVIEW_LETTERS = "abcdefghijklmnopqrstupvxyz"
 
 
 class Interrupted(Exception):
@@ -29,21 +34,15 @@ class Prompt:
     prompt_id: str
     graph: Graph
     client_id: str
+    outputs_to_execute: list[str] = field(default_factory=list)  # the valid output nodes
     outputs: dict[str, Any] = field(default_factory=dict)
     messages: list[list[Any]] = field(default_factory=list)
     status_str: str | None = None
 
     def history(self) -> dict[str, Any]:
         """The `/history/{id}` entry."""
-        output_ids = [n for n, v in self.graph.items() if v["class_type"] in OUTPUT_NODES]
         return {
-            "prompt": [
-                self.number,
-                self.prompt_id,
-                self.graph,
-                {"client_id": self.client_id},
-                output_ids,
-            ],
+            "prompt": self.queue_item(),
             "outputs": self.outputs,
             "status": {
                 "status_str": self.status_str,
@@ -56,6 +55,11 @@ class Prompt:
             },
         }
 
+    def queue_item(self) -> list[Any]:
+        """ComfyUI's queue item: (number, id, graph, extra_data, outputs to execute)."""
+        extra_data = {"client_id": self.client_id}
+        return [self.number, self.prompt_id, self.graph, extra_data, self.outputs_to_execute]
+
 
 def now_ms() -> int:
     return int(time.time() * 1000)
@@ -65,7 +69,7 @@ def new_prompt_id() -> str:
     return str(uuid.uuid4())
 
 
-def execution_order(graph: Graph) -> list[str]:
+def execution_order(graph: Graph, outputs: list[str]) -> list[str]:
     """Dependencies first, in input order, from each output node (as ComfyUI walks)."""
     order: list[str] = []
 
@@ -77,10 +81,15 @@ def execution_order(graph: Graph) -> list[str]:
                 visit(str(value[0]))
         order.append(node_id)
 
-    for node_id, node in graph.items():
-        if node["class_type"] in OUTPUT_NODES:
-            visit(node_id)
+    for node_id in outputs:
+        visit(node_id)
     return order
+
+
+def upstream(graph: Graph, node_id: str) -> Graph:
+    """`node_id` and every node it depends on, in the graph's order."""
+    needed = set(execution_order(graph, [node_id]))
+    return {n: v for n, v in graph.items() if n in needed}
 
 
 def signatures(graph: Graph) -> dict[str, str]:
@@ -107,18 +116,18 @@ class Executor:
 
     def __init__(self, behaviour: Behaviour, state: Any) -> None:
         self.behaviour = behaviour
-        self.state = state  # the server: send(), files, uploads, interrupt flag
+        self.state = state  # the server: send(), folders, read_input(), interrupt flag
         self.cache: dict[str, tuple[str, Any]] = {}  # node signature -> (node id, output)
-        self.counter = 0
 
     async def run(self, prompt: Prompt) -> None:
         """Execute one prompt to success, error or interruption."""
         emit = self._emitter(prompt)
         start = {"prompt_id": prompt.prompt_id, "timestamp": now_ms()}
         await emit("execution_start", start, record=True)
-        order = execution_order(prompt.graph)
+        order = execution_order(prompt.graph, prompt.outputs_to_execute)
         signs = signatures(prompt.graph)
-        cached = [n for n in order if signs[n] in self.cache]
+        # ComfyUI lists every node of the prompt it holds in its cache, in the prompt's order.
+        cached = [n for n in prompt.graph if signs[n] in self.cache]
         await emit(
             "execution_cached",
             {"nodes": cached, "prompt_id": prompt.prompt_id, "timestamp": now_ms()},
@@ -129,7 +138,7 @@ class Executor:
         executed: list[str] = []
         try:
             for node_id in order:
-                if node_id in cached:
+                if signs[node_id] in self.cache:
                     await self._replay_cached(prompt, node_id, signs[node_id], emit, states)
                     continue
                 await self._node(prompt, node_id, emit, states, executed)
@@ -180,7 +189,13 @@ class Executor:
         )
         await self._pause(self.behaviour.node_time_s)
         if self.behaviour.fail_node == node_id:
-            raise _NodeFailed(prompt, node_id, kind, executed, self.behaviour)
+            raise _NodeFailed(
+                prompt,
+                node_id,
+                executed,
+                self.behaviour.fail_message,
+                self.behaviour.fail_type,
+            )
         if kind in SAMPLERS:
             steps = int(node["inputs"].get("steps", 1))
             for step in range(1, steps + 1):
@@ -195,7 +210,7 @@ class Executor:
             await self._progress_state(prompt, node_id, steps, steps, "finished", emit, states)
             return
         if kind in OUTPUT_NODES:
-            output = {"images": self._save(prompt, node)}
+            output = {"images": self._save(prompt, node_id, executed)}
             prompt.outputs[node_id] = output
             await emit(
                 "executed",
@@ -231,17 +246,30 @@ class Executor:
             )
             await self._progress_state(prompt, node_id, 1, 1, "finished", emit, states)
 
-    def _save(self, prompt: Prompt, node: dict[str, Any]) -> list[dict[str, str]]:
-        prefix = str(node["inputs"].get("filename_prefix", "ComfyUI"))
-        subfolder, _, base = prefix.rpartition("/")
-        width, height, count = plan(prompt.graph, self.state.uploads)
+    def _save(self, prompt: Prompt, node_id: str, executed: list[str]) -> list[dict[str, str]]:
+        """nodes.py SaveImage/PreviewImage with folder_paths.get_save_image_path: files
+        `{prefix}_{counter:05}_.png` numbered on from what the folder already holds."""
+        node = prompt.graph[node_id]
+        width, height, count = plan(upstream(prompt.graph, node_id), self.state.read_input)
+        if node["class_type"] == "PreviewImage":
+            kind, prefix = "temp", "ComfyUI_temp_" + "".join(random.choices(PREVIEW_LETTERS, k=5))
+        else:
+            kind, prefix = "output", str(node["inputs"].get("filename_prefix", "ComfyUI"))
+        folder = self.state.folders.by_type(kind)
+        prefix = expand_prefix(prefix, width, height)
+        place = relative(prefix)
+        if place is None:
+            message = "**** ERROR: Saving image outside the output folder is not allowed."
+            raise _NodeFailed(prompt, node_id, executed, message, "Exception")
+        subfolder, _, base = (place or ".").rpartition("/")
+        counter = next_counter(folder.names(subfolder), base)
         images = []
         for index in range(count):
-            self.counter += 1
-            filename = f"{base}_{self.counter:05}_.png"
+            filename = f"{base.replace('%batch_num%', str(index))}_{counter:05}_.png"
             png = render_png(prompt.graph, width, height, index, self.behaviour.embed_metadata)
-            self.state.files[(subfolder, filename)] = png
-            images.append({"filename": filename, "subfolder": subfolder, "type": "output"})
+            folder.write(relative(subfolder, filename) or filename, png)
+            images.append({"filename": filename, "subfolder": subfolder, "type": kind})
+            counter += 1
         return images
 
     async def _progress_state(
@@ -286,16 +314,21 @@ class Executor:
 
 class _NodeFailed(Exception):
     def __init__(
-        self, prompt: Prompt, node_id: str, kind: str, executed: list[str], behaviour: Behaviour
+        self,
+        prompt: Prompt,
+        node_id: str,
+        executed: list[str],
+        message: str,
+        exception_type: str,
     ) -> None:
-        super().__init__(behaviour.fail_message)
+        super().__init__(message)
         self.data = {
             "prompt_id": prompt.prompt_id,
             "node_id": node_id,
-            "node_type": kind,
+            "node_type": prompt.graph[node_id]["class_type"],
             "executed": list(executed),
-            "exception_message": behaviour.fail_message,
-            "exception_type": behaviour.fail_type,
+            "exception_message": message,
+            "exception_type": exception_type,
             "traceback": ['  File "COMFYUI_DIR/execution.py", line 496, in execute\n'],
             "current_inputs": {k: [repr(v)] for k, v in prompt.graph[node_id]["inputs"].items()},
             "current_outputs": list(prompt.graph),

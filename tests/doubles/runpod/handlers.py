@@ -97,19 +97,29 @@ class Handlers:
     # worker API
 
     async def _take(self, request: web.Request) -> web.Response:
+        """`/job-take/` (one job) or `/job-take-batch/` (a list of up to `batch_size`,
+        what the SDK asks for when its worker may hold more than one), long-polled."""
         worker_id = request.match_info["worker"]
         first = worker_id not in self.state.workers or not self.state.workers[worker_id].taken
         if first and self.state.cold_start_s:
             await asyncio.sleep(self.state.cold_start_s)
+        batch = request.path.startswith("/job-take-batch/")
+        wanted = max(1, int(request.query.get("batch_size", "1"))) if batch else 1
+        holding = request.query.get("job_in_progress") == "1"
         deadline = time.monotonic() + LONG_POLL_S
         while True:
-            job = self.state.next_for(worker_id)
-            if job is not None:
+            taken = []
+            while len(taken) < wanted:
+                job = self.state.next_for(worker_id, holding=holding or bool(taken))
+                if job is None:
+                    break
                 if job.fate is Fate.TIME_OUT:
                     asyncio.get_running_loop().call_later(
                         self.state.time_out_after_s, self._time_out, job.id
                     )
-                return web.json_response({"id": job.id, "input": job.input})
+                taken.append({"id": job.id, "input": job.input})
+            if taken:
+                return web.json_response(taken if batch else taken[0])
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return web.Response(status=204)

@@ -167,6 +167,7 @@ class RunPodDouble(Handlers):
                 web.post(f"{ep}/cancel/{{job}}", self._cancel, name="cancel"),
                 web.get(f"{ep}/health", self._health, name="health"),
                 web.get("/job-take/{worker}", self._take),
+                web.get("/job-take-batch/{worker}", self._take),
                 web.post("/job-done/{worker}", self._done),
                 web.get("/job-stop/{worker}", self._stop_signals),
                 web.get("/ping/{worker}", self._ping),
@@ -199,7 +200,7 @@ class RunPodDouble(Handlers):
                 self._pool.resume(job)
             elif job.worker is not None:
                 worker = self.state.workers.setdefault(job.worker, Worker(job.worker))
-                worker.current = job.id
+                worker.current.add(job.id)
         self.state.kills.extend(store.load_kills())
 
     async def _shutdown(self) -> None:

@@ -91,7 +91,7 @@ class Worker:
 
     id: str
     last_seen: float = field(default_factory=time.monotonic)
-    current: str | None = None
+    current: set[str] = field(default_factory=set)  # the jobs it holds (its concurrency)
     taken: int = 0
     stop: set[str] = field(default_factory=set)
 
@@ -182,17 +182,21 @@ class EndpointState:
         job.started, job.started_wall = time.monotonic(), time.time()
         self.changed(job)
 
-    def next_for(self, worker_id: str) -> Job | None:
-        """The oldest runnable job, assigned to the (real) worker."""
+    def next_for(self, worker_id: str, holding: bool = False) -> Job | None:
+        """The oldest runnable job, assigned to the (real) worker. `holding`: the SDK's
+        `job_in_progress=1`; a worker that says it holds nothing while RunPod thinks it
+        does was restarted, and the jobs it held fail, as RunPod fails them."""
         worker = self.workers.setdefault(worker_id, Worker(worker_id))
         worker.last_seen = time.monotonic()
-        if worker.current is not None and worker.current in self.jobs:
-            orphan = self.jobs[worker.current]
-            if orphan.status == "IN_PROGRESS":  # the worker restarted mid-job
-                self.finish(orphan, "FAILED", error="worker restarted while running the job")
+        if not holding:
+            for orphan_id in sorted(worker.current):
+                orphan = self.jobs.get(orphan_id)
+                if orphan is not None and orphan.status == "IN_PROGRESS":
+                    self.finish(orphan, "FAILED", error="worker restarted while running the job")
+            worker.current.clear()
         job = self.take_next(worker_id)
         if job is not None:
-            worker.current = job.id
+            worker.current.add(job.id)
             worker.taken += 1
         return job
 
@@ -203,8 +207,8 @@ class EndpointState:
         job.status, job.finished, job.finished_wall = status, time.monotonic(), time.time()
         job.output, job.error = output, error
         worker = self.workers.get(job.worker or "")
-        if worker is not None and worker.current == job.id:
-            worker.current = None
+        if worker is not None:
+            worker.current.discard(job.id)
         self.changed(job)
 
     def forget(self, job_id: str) -> None:
