@@ -137,7 +137,7 @@ async def _steps(
             ctx.cleaner.clean_inputs([image.name for image in request.inputs])
     progress.stage("uploading")
     upload_began = time.monotonic()
-    images = await collect_and_upload(client, execution, request, ctx.storage)
+    images = await collect_and_upload(client, execution, request, ctx.storage, deadline)
     upload_s = time.monotonic() - upload_began
     return WorkerOutput(
         images=images,
@@ -172,9 +172,14 @@ def validate(raw: object, ctx: WorkerContext) -> WorkerInput:
 
 
 async def collect_and_upload(
-    client: ComfyClient, execution: Execution, request: WorkerInput, storage: Storage
+    client: ComfyClient,
+    execution: Execution,
+    request: WorkerInput,
+    storage: Storage,
+    deadline: float,
 ) -> list[ImageRef]:
-    """Every image of type `output`, fetched from ComfyUI and stored."""
+    """Every image of type `output`, fetched from ComfyUI and stored (storage outages
+    retried until the deadline)."""
     wanted = [(node, image) for node, image in execution.images if image.type == "output"]
     if not wanted:
         raise JobFailure(
@@ -186,7 +191,7 @@ async def collect_and_upload(
     for node_id, image in wanted:
         data = await client.view(image)
         try:
-            refs.append(await upload(storage, prefix, request.job_id, node_id, data))
+            refs.append(await upload(storage, prefix, request.job_id, node_id, data, deadline))
         except InvalidKey as exc:
             raise invalid_input(str(exc)) from None
         except ValueError as exc:

@@ -6,13 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import struct
+import time
 import zlib
 
 from PIL import Image
 
+from stillhouse.errors import InvalidKey, StorageError
 from stillhouse.schemas.worker_io import ImageRef
-from stillhouse.storage import Storage, new_key
+from stillhouse.storage import Storage, StoredObject, new_key
+
+log = logging.getLogger(__name__)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 METADATA_CHUNKS = {b"tEXt", b"zTXt", b"iTXt", b"eXIf", b"tIME"}
@@ -57,11 +62,22 @@ def private_image(data: bytes) -> tuple[bytes, str, int, int]:
     return out.getvalue(), "image/png", width, height
 
 
-async def upload(storage: Storage, prefix: str, job_id: str, node_id: str, data: bytes) -> ImageRef:
-    """Store one output image; the ImageRef the master hands on to the user."""
+# A finished image is worth more than a GPU try: an unreachable store is retried until
+# the job's deadline rather than failing the try (and paying the GPU again).
+RETRY_FIRST_S = 0.5
+RETRY_MAX_S = 5.0
+DEADLINE_MARGIN_S = 0.25
+
+
+async def upload(
+    storage: Storage, prefix: str, job_id: str, node_id: str, data: bytes, deadline: float
+) -> ImageRef:
+    """Store one output image; the ImageRef the master hands on to the user. A storage
+    error is retried with backoff while the next try still fits before `deadline`
+    (time.monotonic()); after that the last error is raised."""
     clean, content_type, width, height = private_image(data)
     key = new_key(prefix, job_id, "png")
-    stored = await asyncio.to_thread(storage.put, key, clean, content_type)
+    stored = await _put(storage, key, clean, content_type, deadline)
     return ImageRef(
         key=stored.key,
         bucket=stored.bucket,
@@ -72,3 +88,32 @@ async def upload(storage: Storage, prefix: str, job_id: str, node_id: str, data:
         sha256=stored.sha256,
         node_id=node_id,
     )
+
+
+async def _put(
+    storage: Storage, key: str, data: bytes, content_type: str, deadline: float
+) -> StoredObject:
+    delay = RETRY_FIRST_S
+    while True:
+        try:
+            # Just short of the job's own deadline, so that a store that never answers
+            # is reported as such rather than as a job over time.
+            async with asyncio.timeout_at(asyncio.get_running_loop().time() + _left(deadline)):
+                return await asyncio.to_thread(storage.put, key, data, content_type)
+        except TimeoutError:
+            raise StorageError("storage did not answer before the job's deadline") from None
+        except InvalidKey:
+            raise
+        except (StorageError, OSError) as exc:
+            if time.monotonic() + delay >= deadline:
+                raise
+            log.warning(
+                "storage refused an image; retrying",
+                extra={"action": "worker.upload_retry", "error": str(exc), "delay_s": delay},
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_S)
+
+
+def _left(deadline: float) -> float:
+    return max(0.0, deadline - time.monotonic() - DEADLINE_MARGIN_S)

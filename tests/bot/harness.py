@@ -37,6 +37,9 @@ USER, OTHER_USER, MANAGER = (
     1_300_000_000_000_000_202,
     1_300_000_000_000_000_203,
 )
+# OTHER_MANAGER manages OTHER_GUILD only; OPERATOR runs the bot (STILLHOUSE_BOT__ADMIN_IDS)
+# and manages no guild.
+OTHER_MANAGER, OPERATOR = 1_300_000_000_000_000_204, 1_300_000_000_000_000_205
 
 
 PUBLIC_ID = re.compile(r"`([A-Za-z0-9_-]{16})`")
@@ -49,11 +52,17 @@ def guilds() -> list[GuildSpec]:
             id=GUILD,
             name="Main",
             channel_ids=[CHANNEL, HIDDEN_CHANNEL],
-            member_ids=[USER, OTHER_USER],
+            member_ids=[USER, OTHER_USER, OPERATOR],
             admin_ids={MANAGER},
             no_access_channel_ids=[HIDDEN_CHANNEL],
         ),
-        GuildSpec(id=OTHER_GUILD, name="Other", channel_ids=[OTHER_CHANNEL], member_ids=[USER]),
+        GuildSpec(
+            id=OTHER_GUILD,
+            name="Other",
+            channel_ids=[OTHER_CHANNEL],
+            member_ids=[USER, OPERATOR],
+            admin_ids={OTHER_MANAGER},
+        ),
     ]
 
 
@@ -119,10 +128,18 @@ def finish(services: Services, public_id: str, images: int = 1) -> list[tuple[st
 
 
 def queued_id(ix: Interaction) -> str:
-    """The job id in a `Queued `<id>`` answer."""
-    content = str(ix.wait_response()["data"]["content"])
-    assert content.startswith("Queued `"), content
-    return content.split("`")[1]
+    """The job id in a `Queued `<id>`` answer. A bot that could not answer within its
+    acknowledgement budget defers first and edits the acceptance in afterwards; by then
+    the message may already carry the result, which names the job too."""
+    data = ix.wait_response().get("data") or {}
+    content = data.get("content")
+    if content is None:
+        content = wait_until(
+            lambda: ix.original and ix.original.content, 10, what="the deferred acceptance"
+        )
+    match = re.search(r"`([A-Za-z0-9_-]{16})`", str(content))
+    assert match, content
+    return match.group(1)
 
 
 def buttons(message: Message) -> list[str]:

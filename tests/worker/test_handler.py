@@ -233,6 +233,39 @@ def test_an_unreachable_attached_comfyui_is_a_retryable_error(start_worker: Work
     assert error.type == "comfy_unavailable" and error.retryable
 
 
+def test_a_storage_outage_at_upload_is_waited_out_within_the_deadline(
+    tmp_path: Any, s3_settings: StorageSettings
+) -> None:
+    """The image is made; S3 answers 503 for ~2 s: the worker retries the upload rather
+    than failing the try (which would pay for the GPU again)."""
+    from tests.doubles.s3_outage import S3Outage
+    from tests.worker.harness import make_worker
+
+    assert s3_settings.s3_endpoint_url
+    proxy = S3Outage(s3_settings.s3_endpoint_url).start()
+    worker = make_worker(
+        tmp_path, s3_settings.model_copy(update={"s3_endpoint_url": proxy.url})
+    )
+    try:
+        proxy.down = True
+
+        async def outage_then_job() -> dict[str, Any]:
+            job = asyncio.create_task(worker.run_async(TXT2IMG, timeout_s=30))
+            while proxy.refused == 0 and not job.done():
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(2)  # the outage goes on while the worker holds the image
+            proxy.down = False
+            return await job
+
+        began = time.monotonic()
+        output = succeeded(asyncio.run(outage_then_job()))
+        assert len(output.images) == 1 and proxy.refused > 0
+        assert time.monotonic() - began < 15
+    finally:
+        worker.stop()
+        proxy.stop()
+
+
 def test_no_output_leaks_a_secret_a_host_path_or_a_traceback(
     start_worker: WorkerFactory, tmp_path: Any, s3_settings: StorageSettings
 ) -> None:
@@ -248,7 +281,7 @@ def test_no_output_leaks_a_secret_a_host_path_or_a_traceback(
     down = make_worker(tmp_path / "down", unreachable_storage)
     try:
         outputs = [
-            down.run(TXT2IMG),  # storage down at upload time
+            down.run(TXT2IMG, timeout_s=4),  # storage down until the deadline
             start_worker(
                 "--fail-node",
                 "3",
