@@ -1,31 +1,32 @@
 """The HTTP API over the same queue as the bot: generations, workflows, the local image
-store's signed URLs, and the playground page. Errors are sentences (`{"detail": ...}`)."""
+store's signed URLs, and the playground page. Every refusal is `{"detail": "<a sentence>"}`
+(api/errors.py); bodies are limited and checked before they are parsed (api/limits.py)."""
 
 from __future__ import annotations
 
-from importlib import resources
+from functools import partial
 
-from fastapi import FastAPI, HTTPException, Request, Response, status
-from fastapi.responses import HTMLResponse, JSONResponse
-from sqlalchemy.exc import DBAPIError
+from fastapi import FastAPI, HTTPException, Response, status
 
-from api import generations
+from api import errors, generations, images, limits, openapi, pages, uploads
 from api.auth import CallerDep, ServicesDep
-from api.models import Problem, WorkflowOut
+from api.models import ParameterOut, WorkflowOut
 from stillhouse.errors import BadSignature, InvalidKey, ObjectNotFound
-from stillhouse.intake import Refusal
 from stillhouse.schemas.manifest import Purpose
 from stillhouse.services import Services
 from stillhouse.storage.local import LocalStorage
 
-_REFUSED = {
-    "invalid": status.HTTP_422_UNPROCESSABLE_CONTENT,
-    "paused": status.HTTP_503_SERVICE_UNAVAILABLE,
-    "banned": status.HTTP_403_FORBIDDEN,
-    "limited": status.HTTP_429_TOO_MANY_REQUESTS,
-}
-_ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": Problem} for code in (401, 403, 404, 422, 429, 503)
+# What each operation refuses besides what every one may (400, 413) and what its key
+# (401) and its validated input (422) imply: api/openapi.py adds them to the document.
+_REFUSES = {
+    "POST /v1/generations": (403, 409, 429, 503),
+    "GET /v1/generations": (404, 503),
+    "GET /v1/generations/{generation_id}": (404, 503),
+    "DELETE /v1/generations/{generation_id}": (404, 503),
+    "GET /v1/generations/{generation_id}/events": (404, 503),
+    "POST /v1/images": (403, 409, 429, 503),
+    "POST /v1/uploads": (403, 429, 503),
+    "GET /v1/health": (503,),
 }
 
 
@@ -35,20 +36,22 @@ def make_app(services: Services, *, banner: str | None = None) -> FastAPI:
         title="stillhouse",
         summary="Images from ComfyUI workflows on serverless GPUs, through a MySQL queue",
         version="1",
-        responses=_ERRORS,
+        docs_url=None,  # api/pages.py serves the reference from local files
+        redoc_url=None,
     )
     app.state.services = services
+    limits.add_body_checks(app, services.settings.api)
+    errors.add_handlers(app)
+    app.openapi = partial(openapi.document, app, _REFUSES)  # type: ignore[method-assign]
     app.include_router(generations.router)
-    app.add_exception_handler(Refusal, _refused)  # type: ignore[arg-type]
-    app.add_exception_handler(DBAPIError, _database_down)
+    app.include_router(uploads.router)
+    app.include_router(images.router)
     app.add_api_route("/v1/workflows", list_workflows, methods=["GET"], tags=["workflows"])
     app.add_api_route("/v1/health", health, methods=["GET"], tags=["health"])
     if isinstance(services.storage, LocalStorage):
         path = services.storage.url_path.rstrip("/") + "/{key:path}"
         app.add_api_route(path, local_file, methods=["GET"], include_in_schema=False)
-    page = resources.files("api").joinpath("playground.html").read_text()
-    app.state.page = page.replace("{{banner}}", banner or "")
-    app.add_api_route("/", playground, methods=["GET"], include_in_schema=False)
+    pages.add_pages(app, banner=banner)
     return app
 
 
@@ -63,6 +66,10 @@ def list_workflows(_who: CallerDep, services: ServicesDep) -> list[WorkflowOut]:
             presets=sorted(w.manifest.presets),
             aspects=sorted(w.manifest.aspects),
             default=w.name == services.settings.intake.default_workflow,
+            parameter_specs=[
+                ParameterOut(name=name, **spec.model_dump(exclude={"bind"}))
+                for name, spec in w.manifest.parameters.items()
+            ],
         )
         for w in sorted(services.catalog.for_purpose(Purpose.GENERATE), key=lambda w: w.name)
     ]
@@ -85,17 +92,3 @@ def local_file(key: str, services: ServicesDep, expires: str = "", signature: st
     except ObjectNotFound:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such image") from None
     return Response(data, media_type=content_type, headers={"Cache-Control": "private"})
-
-
-def playground(request: Request) -> HTMLResponse:
-    """The playground page: no build step, plain HTML and JavaScript."""
-    return HTMLResponse(request.app.state.page)
-
-
-async def _refused(_request: Request, exc: Refusal) -> JSONResponse:
-    return JSONResponse({"detail": str(exc)}, status_code=_REFUSED[exc.kind])
-
-
-async def _database_down(_request: Request, _exc: Exception) -> JSONResponse:
-    detail = "The queue is unavailable right now; try again shortly."
-    return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "5"})

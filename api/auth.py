@@ -7,12 +7,27 @@ import hashlib
 import hmac
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
 from stillhouse.services import Services
 
 LOCAL_CALLER = "local"
+_WITHOUT_KEYS = " Not needed when the server runs without keys (local use, `stillhouse up`)."
+# Either scheme names a key (the OpenAPI document lists them as alternatives); neither
+# refuses by itself, so that a server without keys takes requests without one.
+BEARER = HTTPBearer(
+    scheme_name="bearer",
+    description="`Authorization: Bearer <key>`." + _WITHOUT_KEYS,
+    auto_error=False,
+)
+API_KEY = APIKeyHeader(
+    name="X-API-Key",
+    scheme_name="apiKey",
+    description="`X-API-Key: <key>`." + _WITHOUT_KEYS,
+    auto_error=False,
+)
 
 
 class Caller(BaseModel):
@@ -41,14 +56,14 @@ def services_of(request: Request) -> Services:
 
 def current_caller(
     request: Request,
-    authorization: Annotated[str | None, Header()] = None,
-    x_api_key: Annotated[str | None, Header()] = None,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
+    x_api_key: Annotated[str | None, Depends(API_KEY)],
 ) -> Caller:
     """The caller named by its API key; 401 without a good one (when keys are set)."""
     keys = services_of(request).settings.api.key_names()
     if not keys:
         return Caller(name=LOCAL_CALLER, user_id=api_user_id(LOCAL_CALLER))
-    given = x_api_key or _bearer(authorization)
+    given = x_api_key or (bearer.credentials.strip() if bearer else None)
     for key, name in keys.items():
         if given is not None and hmac.compare_digest(given.encode(), key.encode()):
             return Caller(name=name, user_id=api_user_id(name))
@@ -61,12 +76,6 @@ def current_caller(
 
 CallerDep = Annotated[Caller, Depends(current_caller)]
 ServicesDep = Annotated[Services, Depends(services_of)]
-
-
-def _bearer(authorization: str | None) -> str | None:
-    if authorization and authorization.lower().startswith("bearer "):
-        return authorization[7:].strip()
-    return None
 
 
 def _negative_id(text: str) -> int:

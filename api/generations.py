@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated
 
-from fastapi import APIRouter, Header, HTTPException, status
+from fastapi import APIRouter, Header, HTTPException, Query, status
 from fastapi.responses import StreamingResponse
 
 from api.auth import Caller, CallerDep, ServicesDep, request_id
 from api.events import event_stream
-from api.models import GenerationIn, GenerationOut
+from api.models import GenerationIn, GenerationOut, GenerationPage
 from api.views import generation_view
-from stillhouse.intake import Attachment, GenerationRequest, Requester
+from stillhouse.intake import Accepted, Attachment, GenerationRequest, Requester
 from stillhouse.queue.records import JobRecord
 from stillhouse.schemas.manifest import ParamValue
 from stillhouse.services import Services
 
 router = APIRouter(prefix="/v1/generations", tags=["generations"])
+PAGE_MAX = 50
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED)
@@ -26,7 +28,34 @@ def create_generation(
     services: ServicesDep,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> GenerationOut:
-    """Queue a request (an `Idempotency-Key` makes a retry return the same one)."""
+    """Queue a request (an `Idempotency-Key` makes a retry return the same one). An
+    image is an https `image_url` or, in `params.image`, the key of one of your uploads
+    or results; anyone else's is refused with 403."""
+    accepted = queue_generation(body, who, services, idempotency_key)
+    return generation_view(accepted.enqueued.job, services, accepted.position)
+
+
+@router.get("")
+def list_generations(
+    who: CallerDep,
+    services: ServicesDep,
+    limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 20,
+    before: Annotated[str | None, Query(max_length=64, description="a generation id")] = None,
+) -> GenerationPage:
+    """Your generations, newest first, with their images (the playground's gallery)."""
+    after = _owned(services, before, who) if before is not None else None
+    jobs = services.queue.of_user("api", who.user_id, limit + 1, after)
+    shown = jobs[:limit]
+    return GenerationPage(
+        generations=[generation_view(job, services, place=False) for job in shown],
+        next_before=shown[-1].public_id if len(jobs) > limit else None,
+    )
+
+
+def queue_generation(
+    body: GenerationIn, who: Caller, services: Services, idempotency_key: str | None
+) -> Accepted:
+    """A request through the intake (every check /serve makes), queued for `who`."""
     values: dict[str, ParamValue] = dict(body.params)
     given = {
         "prompt": body.prompt,
@@ -47,14 +76,16 @@ def create_generation(
     )
     intake = services.intake
     bound = intake.prepare(request)
-    intake.admit(who.user_id)
     requester = Requester(
         source="api",
         user_id=who.user_id,
         request_id=request_id(who, idempotency_key) if idempotency_key else None,
     )
-    accepted = intake.enqueue(bound, requester)
-    return generation_view(accepted.enqueued.job, services, accepted.position)
+    # What the key was first used with: the same key with another body is a conflict.
+    digest = (
+        hashlib.sha256(body.model_dump_json().encode()).hexdigest() if idempotency_key else None
+    )
+    return intake.submit(bound, requester, digest=digest)
 
 
 @router.get("/{generation_id}")

@@ -9,10 +9,15 @@ from stillhouse.services import Services
 
 
 def generation_view(
-    job: JobRecord, services: Services, position: QueuePosition | None = None
+    job: JobRecord,
+    services: Services,
+    position: QueuePosition | None = None,
+    *,
+    place: bool = True,
 ) -> GenerationOut:
-    """Status, place in the queue while queued, progress, images with URLs, the error."""
-    if job.status is JobStatus.QUEUED and position is None:
+    """Status, place in the queue while queued (unless `place` is False: a list spares
+    a count per job), progress, images with URLs, the error."""
+    if job.status is JobStatus.QUEUED and position is None and place:
         position = services.queue.position(job.public_id)
     images = [
         ImageOut(

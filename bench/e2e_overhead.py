@@ -140,7 +140,6 @@ def through_the_system(
                 **storage_env(storage),
                 "STILLHOUSE_DATABASE__URL": url,
                 "STILLHOUSE_MEMCACHED__SERVERS": memcached.address,
-                "STILLHOUSE_WORKFLOWS__DIR": str(ROOT / "workflows"),
                 "STILLHOUSE_DATA_DIR": str(Path(tmp) / "bot"),
                 "STILLHOUSE_LOG__FORMAT": "text",
                 "STILLHOUSE_LOG__LEVEL": "WARNING",

@@ -14,7 +14,7 @@ from bot import messages
 from bot.progress import ProgressTracker
 from bot.replies import claim_interaction, guarded, reply, within_ack_budget
 from bot.views import Action, queued_view
-from stillhouse.intake import Accepted, GenerationRequest, Intake, Refusal, Requester
+from stillhouse.intake import GenerationRequest, Intake, Refusal, Requester
 from stillhouse.queue.records import CancelOutcome, JobRecord
 from stillhouse.schemas.manifest import ParamValue, Purpose
 from stillhouse.schemas.states import JobStatus
@@ -121,11 +121,9 @@ class Buttons:
         bound = self._intake.prepare(request, interaction.guild_id)
         requester = requester_of(interaction, self._s)
 
-        def admit_and_enqueue() -> Accepted:
-            self._intake.admit(requester.user_id)
-            return self._intake.enqueue(bound, requester)
-
-        accepted = await within_ack_budget(interaction, admit_and_enqueue)
+        accepted = await within_ack_budget(
+            interaction, lambda: self._intake.submit(bound, requester)
+        )
         job = accepted.enqueued.job
         text = messages.queued(job.public_id, accepted.position)
         await reply(interaction, text, ephemeral=False, view=queued_view(job.public_id))

@@ -105,11 +105,36 @@ def with_mention(user_id: int | None, text: str) -> str:
     return text if user_id is None else f"<@{user_id}> {text}"
 
 
-def stats(figures: QueueStats, paused: bool) -> str:
-    """/admin stats."""
+OPERATORS_ONLY = (
+    "Only the bot's operators can act on every server or set quotas; leave `everywhere` "
+    "off to act on this server."
+)
+
+
+def paused(everywhere: bool) -> str:
+    """/admin pause."""
+    if everywhere:
+        return "Intake paused everywhere: /serve refuses new requests; queued ones still run."
+    return "Intake paused in this server: /serve refuses new requests here; queued ones still run."
+
+
+STILL_PAUSED_EVERYWHERE = (
+    "Intake resumed in this server, but the bot's operators have paused it everywhere: "
+    "/serve still refuses new requests."
+)
+
+
+def resumed(everywhere: bool) -> str:
+    """/admin resume."""
+    return "Intake resumed everywhere." if everywhere else "Intake resumed in this server."
+
+
+def stats(figures: QueueStats, paused: bool, *, everywhere: bool = True) -> str:
+    """/admin stats, of one server or of every server."""
     rate = figures.success_rate
     wait = figures.median_wait_s
     lines = [
+        "Every server" if everywhere else "This server",
         f"Intake: {'paused' if paused else 'open'}",
         f"Queued: {figures.queued} - in flight: {figures.in_flight}",
         f"Last {duration(figures.window_s)}: {figures.succeeded} succeeded, {figures.failed} "

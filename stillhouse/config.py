@@ -171,11 +171,21 @@ class QueueSettings(BaseModel):
 class WorkflowSettings(BaseModel):
     """Where workflows and the node schemas they are checked against come from."""
 
-    dir: Path = Field(default=Path("workflows"), description="folder of graphs + manifests")
+    dir: Path | None = Field(
+        default=None,
+        description="your own folder of graphs + manifests, besides the shipped ones: each "
+        "adds a workflow or replaces the shipped one of its name; empty = the shipped only",
+    )
     node_schemas: Path | None = Field(
         default=None,
         description="node schema snapshot (ours or a raw /object_info); empty = the shipped one",
     )
+
+    @field_validator("dir", "node_schemas", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        # `STILLHOUSE_WORKFLOWS__DIR=` means "none", not the current folder.
+        return None if value == "" else value
 
 
 class WorkerSettings(BaseModel):
@@ -349,7 +359,9 @@ class IntakeSettings(BaseModel):
     """What every front (bot, API) accepts: limits, the content filter, defaults."""
 
     default_workflow: str = Field(default="sd15-txt2img", description="when none is named")
-    per_minute: int = Field(default=6, ge=1, le=10_000, description="requests per user a minute")
+    per_minute: int = Field(
+        default=6, ge=1, le=10_000, description="requests a user may queue in any 60 s"
+    )
     max_active_jobs: int = Field(default=3, ge=1, le=1000, description="queued+running per user")
     daily_quota: int = Field(
         default=0, ge=0, description="requests per user per 24 h; 0 = none (per-user: /admin)"
@@ -375,7 +387,11 @@ class BotSettings(BaseModel):
         default="", description="comma-separated guilds to sync commands to; empty = global"
     )
     admin_ids: str = Field(
-        default="", description="comma-separated user ids with /admin everywhere"
+        default="",
+        description=(
+            "comma-separated user ids of the bot's operators: /admin in any server, "
+            "`everywhere`, quotas"
+        ),
     )
     upscale_workflow: str = Field(default="upscale-2x", description="the Upscale button's")
     variations_workflow: str = Field(
@@ -428,6 +444,21 @@ class ApiSettings(BaseModel):
     )
     events_interval_s: float = Field(
         default=0.5, gt=0, description="how often an event stream looks at its job"
+    )
+    max_body_bytes: int = Field(
+        default=64 * 2**10,
+        ge=1024,
+        description="largest request body read (413 past it); POST /v1/uploads has its own",
+    )
+    max_upload_bytes: int = Field(
+        default=10 * 2**20, ge=1024, description="largest image POST /v1/uploads takes"
+    )
+    max_wait_s: float = Field(
+        default=300.0,
+        ge=0,
+        le=300,
+        description="longest POST /v1/images waits for its image (less behind a proxy "
+        "with a shorter read timeout)",
     )
 
     @field_validator("keys")

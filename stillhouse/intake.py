@@ -2,9 +2,17 @@
 anything is queued. Each check that fails raises Refusal with the sentence the user reads.
 
 The order matters: checks that need nothing but the request (workflow, values, filter,
-attachment) come first and cost nothing; then what needs the database or memcached
-(paused intake, ban, rate, concurrency, quota); then the one write, which is idempotent
-on the request id (a Discord interaction), so two replicas of one shard make one job.
+attachment) come first and cost nothing (`prepare`); then `submit`: a request already
+made is answered as made; paused intake and bans; then one transaction that locks the
+user's row, counts their limits (rate, unfinished requests, quota) and inserts the job,
+idempotent on the request id (a Discord interaction, an API Idempotency-Key), so two
+replicas of one shard make one job and concurrent requests cannot overrun a limit.
+
+Input images (stillhouse.inputs): a URL must be on a host the workers accept (checked
+in `prepare`, with the worker's own sentence); a storage key must be the requester's own,
+a result of one of their jobs or an upload of theirs (checked in `submit`, which knows who
+asks): anything else is refused as "forbidden" with one sentence whether or not the key
+exists, so the master never presigns someone else's image for a worker.
 """
 
 from __future__ import annotations
@@ -12,22 +20,29 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
 from sqlalchemy.exc import DBAPIError
 
-from stillhouse.config import IntakeSettings, WorkerSettings
+from stillhouse.config import IntakeSettings, StorageSettings, WorkerSettings
 from stillhouse.db.engine import is_outage
 from stillhouse.errors import StillhouseError
 from stillhouse.filters import ContentFilter
 from stillhouse.hints import JOBS, Hints, InProcessHints
-from stillhouse.locks import LockService
-from stillhouse.moderation import INTAKE_PAUSED, Moderation
+from stillhouse.inputs import (
+    ResultOf,
+    UploadBy,
+    allowed_hosts,
+    key_origin,
+    owner_tag,
+    refused_source,
+)
+from stillhouse.moderation import EVERYWHERE, INTAKE_PAUSED, Moderation
 from stillhouse.queue import GenerationQueue
-from stillhouse.queue.insights import QueueInsights
-from stillhouse.queue.records import Enqueued, QueuePosition
+from stillhouse.queue.admission import IdempotencyConflict, LimitReached, Limits, same_request
+from stillhouse.queue.records import Enqueued, JobRecord, QueuePosition
 from stillhouse.queue.timing import Clock, utcnow
 from stillhouse.schemas.jobs import NewJob, Routing
 from stillhouse.schemas.manifest import ParamValue, Purpose
@@ -41,17 +56,33 @@ PROMPT_FIELDS = ("prompt", "negative_prompt")
 ENQUEUE_RETRY_S = 2.5  # within Discord's 3 s, or the deferred answer that follows it
 
 
-RefusalKind = Literal["invalid", "paused", "banned", "limited"]
+RefusalKind = Literal["invalid", "paused", "banned", "limited", "conflict", "forbidden"]
+REUSED_KEY = (
+    "That Idempotency-Key was already used for a different request; "
+    "send a new key with a new request."
+)
+NOT_YOURS = (
+    "You can only use your own images: an image URL, one of your uploads or one of "
+    "your own results."
+)
 
 
 class Refusal(StillhouseError):
     """A request we will not queue; the message is for the user. `kind` says why, for
     fronts that answer with a status code: bad request, paused intake, banned, over a
-    limit (rate, unfinished requests, quota)."""
+    limit (rate, unfinished requests, quota; `retry_after_s` when known), a request id
+    reused for another request, or something the caller may not use."""
 
-    def __init__(self, message: str, kind: RefusalKind = "invalid") -> None:
+    def __init__(
+        self,
+        message: str,
+        kind: RefusalKind = "invalid",
+        *,
+        retry_after_s: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.kind: RefusalKind = kind
+        self.retry_after_s = retry_after_s
 
 
 class Attachment(BaseModel):
@@ -106,12 +137,11 @@ class Intake:
 
     settings: IntakeSettings
     worker: WorkerSettings
+    storage: StorageSettings
     catalog: WorkflowCatalog
     content_filter: ContentFilter
     moderation: Moderation
-    insights: QueueInsights
     queue: GenerationQueue
-    locks: LockService
     clock: Clock = utcnow
     hints: Hints = field(default_factory=InProcessHints)
 
@@ -131,49 +161,96 @@ class Intake:
         if request.image is not None:
             values[self._image_parameter(workflow)] = self._checked_image(request.image)
         try:
-            return bind(workflow, values, preset=request.preset, aspect=request.aspect)
+            bound = bind(workflow, values, preset=request.preset, aspect=request.aspect)
         except ParameterError as exc:
             problems = "; ".join(exc.problems)
             raise Refusal(f"That request does not fit the workflow: {problems}") from None
+        self._check_hosts(bound)
+        return bound
 
-    def admit(self, user_id: int) -> None:
-        """The checks that need the database and memcached; Refusal if the user must wait."""
-        paused = self.moderation.switch(INTAKE_PAUSED)
+    def submit(
+        self, bound: BoundWorkflow, requester: Requester, *, digest: str | None = None
+    ) -> Accepted:
+        """Admit and queue a prepared request; Refusal if it may not be queued now.
+
+        A request already made (same request id) is answered first, before any limit:
+        a client retrying what it was promised gets it (or, when `digest` says the id
+        came with another request, a conflict). Then paused intake and bans, everywhere
+        and in the requester's guild; that every stored image is the requester's own;
+        then the user's limits, counted in the one transaction that inserts the job, so
+        concurrent requests cannot all pass."""
+        if requester.request_id is not None:
+            existing = self.queue.get_by_interaction(requester.request_id)
+            if existing is not None:
+                enqueued = self._same_request(existing, digest)
+                return self._accepted(enqueued, bound, requester)
+        self._check_open(requester.user_id, requester.guild_id)
+        self._check_owned(bound, requester)
+        enqueued = self._enqueue(self._new_job(bound, requester), self._limits(requester), digest)
+        if enqueued.created:
+            self.hints.bump(JOBS)  # a master claims it now, not at its next look
+        return self._accepted(enqueued, bound, requester)
+
+    def _check_open(self, user_id: int, guild_id: int | None) -> None:
+        paused = self.moderation.switch_for(INTAKE_PAUSED, guild_id)
         if paused.enabled:
+            where = " here" if paused.guild_id != EVERYWHERE else ""
             why = f" ({paused.note})" if paused.note else ""
             raise Refusal(
-                f"New requests are paused for now{why}. Please try again later.", "paused"
+                f"New requests are paused{where} for now{why}. Please try again later.",
+                "paused",
             )
-        if self.moderation.ban_of(user_id) is not None:
+        if self.moderation.ban_of(user_id, guild_id) is not None:
             raise Refusal("You cannot make requests here.", "banned")
-        limits = self.settings
-        hit = self.locks.hit(f"requests:{user_id}", limits.per_minute, 60)
-        if not hit.allowed:
-            raise Refusal(
-                f"You are going fast: at most {limits.per_minute} requests a minute. "
-                f"Try again in {max(1, round(hit.retry_after_s))} s.",
-                "limited",
-            )
-        active = self.insights.unfinished_count(user_id)
-        if active >= limits.max_active_jobs:
-            raise Refusal(
-                f"You already have {active} requests waiting or running (the limit is "
-                f"{limits.max_active_jobs}). Wait for one to finish or cancel one.",
-                "limited",
-            )
-        # A user's own quota (0 included) wins; the default 0 means no daily limit.
-        own = self.moderation.quota_of(user_id)
-        limit = own if own is not None else (limits.daily_quota or None)
-        if limit is not None:
-            used = self.insights.created_since(user_id, self.clock() - timedelta(days=1))
-            if used >= limit:
-                raise Refusal(
-                    f"You have used your {limit} requests for the last 24 hours.", "limited"
-                )
 
-    def enqueue(self, bound: BoundWorkflow, requester: Requester) -> Accepted:
-        """Queue the job (once per request id) and say where it stands."""
-        job = NewJob(
+    def _check_hosts(self, bound: BoundWorkflow) -> None:
+        """Image URLs only from hosts the workers fetch from (the same list, the same
+        sentence): refused now rather than after a wait for a GPU."""
+        hosts = allowed_hosts(self.worker, self.storage)
+        for source in bound.inputs:
+            problem = None if source.url is None else refused_source(str(source.url), hosts)
+            if problem is not None:
+                raise Refusal(problem)
+
+    def _check_owned(self, bound: BoundWorkflow, requester: Requester) -> None:
+        for source in bound.inputs:
+            key = source.storage_key
+            if key is not None and not self._owns(key, requester):
+                raise Refusal(NOT_YOURS, "forbidden")
+
+    def _owns(self, key: str, requester: Requester) -> bool:
+        """An upload under the requester's tag, or an image of one of their own results."""
+        origin = key_origin(key, self.storage.s3_prefix)
+        if isinstance(origin, UploadBy):
+            return origin.tag == owner_tag(requester.user_id)
+        if not isinstance(origin, ResultOf):
+            return False
+        job = self.queue.get(origin.job_id)
+        if job is None or job.result is None:
+            return False
+        routing = job.routing
+        mine = routing.source == requester.source and routing.user_id == requester.user_id
+        return mine and key in {image.key for image in job.result.images}
+
+    def _limits(self, requester: Requester) -> Limits:
+        # A user's own quota (0 included) wins; the default 0 means no daily limit.
+        own = self.moderation.quota_of(requester.user_id)
+        settings = self.settings
+        return Limits(
+            per_minute=settings.per_minute,
+            max_active=settings.max_active_jobs,
+            daily=own if own is not None else (settings.daily_quota or None),
+        )
+
+    @staticmethod
+    def _same_request(existing: JobRecord, digest: str | None) -> Enqueued:
+        try:
+            return same_request(existing, digest)
+        except IdempotencyConflict:
+            raise Refusal(REUSED_KEY, "conflict") from None
+
+    def _new_job(self, bound: BoundWorkflow, requester: Requester) -> NewJob:
+        return NewJob(
             routing=Routing(
                 source=requester.source,
                 user_id=requester.user_id,
@@ -190,9 +267,9 @@ class Intake:
             graph=bound.graph,
             inputs=bound.inputs,
         )
-        enqueued = self._enqueue(job)
-        if enqueued.created:
-            self.hints.bump(JOBS)  # a master claims it now, not at its next look
+
+    def _accepted(self, enqueued: Enqueued, bound: BoundWorkflow, requester: Requester) -> Accepted:
+        """Where the job stands, logged."""
         try:
             position = self.queue.position(enqueued.job.public_id)
         except DBAPIError:  # it is queued; where it stands can be told later
@@ -202,7 +279,7 @@ class Intake:
             extra={
                 "action": "intake.enqueue",
                 "job": enqueued.job.public_id,
-                "workflow": bound.workflow,
+                "workflow": enqueued.job.workflow_name,
                 "source": requester.source,
                 "user": requester.user_id,
                 "interaction": requester.request_id,
@@ -211,16 +288,21 @@ class Intake:
         )
         return Accepted(enqueued=enqueued, position=position, bound=bound)
 
-    def _enqueue(self, job: NewJob) -> Enqueued:
-        """Insert the job. A connection lost during the commit leaves its fate unknown:
-        a request with an id is tried again (its unique id finds the job if the first
-        try committed) for up to ENQUEUE_RETRY_S, so a database restart mid-request
-        neither loses the job nor tells the user it failed when it did not."""
+    def _enqueue(self, job: NewJob, limits: Limits, digest: str | None) -> Enqueued:
+        """Insert the job within the user's limits. A connection lost during the commit
+        leaves its fate unknown: a request with an id is tried again (its unique id finds
+        the job if the first try committed) for up to ENQUEUE_RETRY_S, so a database
+        restart mid-request neither loses the job nor tells the user it failed when it
+        did not."""
         retrying_until = time.monotonic() + ENQUEUE_RETRY_S
         delay, tried = 0.1, False
         while True:
             try:
-                enqueued = self.queue.enqueue(job)
+                enqueued = self.queue.enqueue(job, limits=limits, digest=digest)
+            except LimitReached as exc:
+                raise _over_limit(exc) from None
+            except IdempotencyConflict:
+                raise Refusal(REUSED_KEY, "conflict") from None
             except DBAPIError as exc:
                 retry = job.interaction_id is not None and is_outage(exc)
                 if not retry or time.monotonic() + delay > retrying_until:
@@ -266,3 +348,17 @@ class Intake:
         if pixels > self.worker.max_input_pixels:
             raise Refusal(f"{image.filename} is {image.width}x{image.height}; that is too large.")
         return image.url
+
+
+def _over_limit(exc: LimitReached) -> Refusal:
+    wait = f" Try again in {max(1, round(exc.retry_after_s))} s." if exc.retry_after_s else ""
+    if exc.kind == "rate":
+        text = f"You are going fast: at most {exc.limit} requests a minute.{wait}"
+    elif exc.kind == "active":
+        text = (
+            f"You already have {exc.count} requests waiting or running (the limit is "
+            f"{exc.limit}). Wait for one to finish or cancel one."
+        )
+    else:
+        text = f"You have used your {exc.limit} requests for the last 24 hours.{wait}"
+    return Refusal(text, "limited", retry_after_s=exc.retry_after_s)

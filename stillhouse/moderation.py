@@ -1,7 +1,10 @@
-"""What operators decide about users and intake: bans, per-user quotas, switches.
+"""What operators and guild managers decide about users and intake: bans, per-user
+quotas, switches.
 
-Kept in the database, not memcached: a ban or a pause must survive restarts and apply to
-every front process at once. Reads are one primary-key lookup each.
+Bans and switches have a scope: one guild (its managers decide there) or the whole
+deployment (`EVERYWHERE`, the configured operators only). Kept in the database, not
+memcached: a ban or a pause must survive restarts and apply to every front process at
+once. Reads are one indexed lookup each.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from pydantic import BaseModel
-from sqlalchemy import Engine, Table, delete, insert, select, update
+from sqlalchemy import Engine, Table, and_, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from stillhouse.db.models import BannedUser, Switch, UserQuota
@@ -19,13 +22,21 @@ from stillhouse.queue.timing import Clock, utcnow
 BANS = cast(Table, BannedUser.__table__)
 QUOTAS = cast(Table, UserQuota.__table__)
 SWITCHES = cast(Table, Switch.__table__)
+_SWITCH = select(SWITCHES.c.enabled, SWITCHES.c.note, SWITCHES.c.guild_id)
 
 INTAKE_PAUSED = "intake_paused"
+EVERYWHERE = 0  # the scope of deployment-wide bans and switches
+
+
+def scopes(guild_id: int | None) -> tuple[int, ...]:
+    """The scopes that apply to a request from this guild (none: direct messages, API)."""
+    return (EVERYWHERE,) if not guild_id else (EVERYWHERE, guild_id)
 
 
 class Ban(BaseModel):
-    """A banned user and why."""
+    """A banned user, where (`guild_id`, EVERYWHERE for the whole deployment) and why."""
 
+    guild_id: int
     user_id: int
     reason: str
     banned_by: int | None
@@ -33,10 +44,11 @@ class Ban(BaseModel):
 
 
 class SwitchState(BaseModel):
-    """A switch's value and the note left when it was flipped."""
+    """A switch's value, the note left when it was flipped, and its scope."""
 
     enabled: bool
     note: str | None = None
+    guild_id: int = EVERYWHERE
 
 
 class Moderation:
@@ -46,28 +58,35 @@ class Moderation:
         self._engine = engine
         self._clock = clock
 
-    def ban(self, user_id: int, reason: str, banned_by: int | None) -> None:
-        """Refuse this user from now on (a second ban replaces the reason)."""
+    def ban(
+        self, user_id: int, reason: str, banned_by: int | None, *, guild_id: int = EVERYWHERE
+    ) -> None:
+        """Refuse this user in `guild_id` (or everywhere) from now on; a second ban in the
+        same scope replaces the reason."""
         values = {"reason": reason[:255], "banned_by": banned_by, "created_at": self._clock()}
-        self._upsert(BANS, BANS.c.user_id, user_id, values)
+        self._upsert(BANS, {"guild_id": guild_id, "user_id": user_id}, values)
 
-    def unban(self, user_id: int) -> bool:
-        """Lift a ban; False if there was none."""
+    def unban(self, user_id: int, *, guild_id: int = EVERYWHERE) -> bool:
+        """Lift a ban in that scope; False if there was none."""
+        where = (BANS.c.guild_id == guild_id) & (BANS.c.user_id == user_id)
         with self._engine.begin() as conn:
-            return conn.execute(delete(BANS).where(BANS.c.user_id == user_id)).rowcount == 1
+            return conn.execute(delete(BANS).where(where)).rowcount == 1
 
-    def ban_of(self, user_id: int) -> Ban | None:
-        """The user's ban, if any."""
+    def ban_of(self, user_id: int, guild_id: int | None = None) -> Ban | None:
+        """The ban that keeps this user out of `guild_id` (the deployment-wide one first),
+        or None; without a guild only a deployment-wide ban counts."""
+        where = (BANS.c.user_id == user_id) & BANS.c.guild_id.in_(scopes(guild_id))
         with self._engine.connect() as conn:
-            row = conn.execute(select(BANS).where(BANS.c.user_id == user_id)).mappings().first()
-        return None if row is None else Ban.model_validate(dict(row))
+            rows = conn.execute(select(BANS).where(where)).mappings().all()
+        found = sorted((Ban.model_validate(dict(row)) for row in rows), key=lambda b: b.guild_id)
+        return found[0] if found else None
 
     def set_quota(self, user_id: int, daily_jobs: int, set_by: int | None) -> None:
         """This user's own jobs-per-24-hours limit."""
         if daily_jobs < 0:
             raise ValueError("a quota cannot be negative")
         values = {"daily_jobs": daily_jobs, "set_by": set_by, "updated_at": self._clock()}
-        self._upsert(QUOTAS, QUOTAS.c.user_id, user_id, values)
+        self._upsert(QUOTAS, {"user_id": user_id}, values)
 
     def clear_quota(self, user_id: int) -> bool:
         """Back to the default limit; False if the user had none of their own."""
@@ -82,32 +101,44 @@ class Moderation:
             ).scalar_one_or_none()
         return None if found is None else int(found)
 
-    def set_switch(self, name: str, enabled: bool, note: str | None = None) -> None:
-        """Flip a switch (e.g. INTAKE_PAUSED)."""
+    def set_switch(
+        self, name: str, enabled: bool, note: str | None = None, *, guild_id: int = EVERYWHERE
+    ) -> None:
+        """Flip a switch (e.g. INTAKE_PAUSED) in one guild or everywhere."""
         values = {"enabled": enabled, "note": note, "updated_at": self._clock()}
-        self._upsert(SWITCHES, SWITCHES.c.name, name, values)
+        self._upsert(SWITCHES, {"guild_id": guild_id, "name": name}, values)
 
-    def switch(self, name: str) -> SwitchState:
-        """A switch's state; off when never set."""
+    def switch(self, name: str, guild_id: int = EVERYWHERE) -> SwitchState:
+        """A switch's state in exactly that scope; off when never set."""
+        where = (SWITCHES.c.name == name) & (SWITCHES.c.guild_id == guild_id)
         with self._engine.connect() as conn:
-            row = (
-                conn.execute(
-                    select(SWITCHES.c.enabled, SWITCHES.c.note).where(SWITCHES.c.name == name)
-                )
-                .mappings()
-                .first()
-            )
-        return SwitchState(enabled=False) if row is None else SwitchState.model_validate(dict(row))
+            row = conn.execute(_SWITCH.where(where)).mappings().first()
+        if row is None:
+            return SwitchState(enabled=False, guild_id=guild_id)
+        return SwitchState.model_validate(dict(row))
 
-    def _upsert(self, table: Table, key: Any, key_value: object, values: dict[str, Any]) -> None:
+    def switch_for(self, name: str, guild_id: int | None) -> SwitchState:
+        """The state that applies to a request from `guild_id`: on if it is on
+        everywhere or in that guild (the deployment-wide note wins)."""
+        where = (SWITCHES.c.name == name) & SWITCHES.c.guild_id.in_(scopes(guild_id))
+        with self._engine.connect() as conn:
+            rows = conn.execute(_SWITCH.where(where)).mappings().all()
+        on = sorted(
+            (s for s in map(SwitchState.model_validate, map(dict, rows)) if s.enabled),
+            key=lambda s: s.guild_id,
+        )
+        return on[0] if on else SwitchState(enabled=False, guild_id=guild_id or EVERYWHERE)
+
+    def _upsert(self, table: Table, key: dict[str, Any], values: dict[str, Any]) -> None:
         # UPDATE, else INSERT; two operators racing on the same row end with one of their
         # values, which is all an upsert promises (and portable to SQLite).
+        where = and_(*(table.c[name] == value for name, value in key.items()))
         for _ in range(2):
             with self._engine.begin() as conn:
-                if conn.execute(update(table).where(key == key_value).values(values)).rowcount:
+                if conn.execute(update(table).where(where).values(values)).rowcount:
                     return
                 try:
-                    conn.execute(insert(table).values({key.key: key_value, **values}))
+                    conn.execute(insert(table).values({**key, **values}))
                 except IntegrityError:
                     continue
                 return

@@ -44,12 +44,11 @@ class Services:
         self.intake = Intake(
             settings=self.settings.intake,
             worker=self.settings.worker,
+            storage=self.settings.storage,
             catalog=self.catalog,
             content_filter=self.content_filter,
             moderation=self.moderation,
-            insights=self.insights,
             queue=self.queue,
-            locks=self.locks,
             clock=self.clock,
             hints=self.hints,
         )

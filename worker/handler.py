@@ -2,10 +2,10 @@
 queue the graph and follow it, collect every output image, upload, return; then clean up.
 
 Every failure becomes `{"error": ErrorInfo as JSON text}` (RunPod carries errors as
-strings): never an unhandled exception, never an empty result. Nothing outlives the job's
-`timeout_s`: every wait (ComfyUI's start, its queue, each HTTP call) ends at that deadline.
-Cancellation (RunPod stops the task) and the deadline interrupt ComfyUI on the way out,
-in at most INTERRUPT_LIMIT_S.
+strings): never an unhandled exception, never an empty result. Every wait (ComfyUI's
+start, its queue, each HTTP call) ends at the job's `timeout_s` deadline. Cancellation
+(RunPod stops the task) and the deadline interrupt ComfyUI on the way out, which may add
+at most INTERRUPT_LIMIT_S past the deadline.
 """
 
 from __future__ import annotations

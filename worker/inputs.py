@@ -8,11 +8,11 @@ import asyncio
 import io
 import ipaddress
 import socket
-from urllib.parse import urlsplit
 
 import aiohttp
 from PIL import Image
 
+from stillhouse import inputs as rules
 from stillhouse.config import Settings
 from stillhouse.schemas.worker_io import InputImage
 from worker.comfy.client import ComfyClient
@@ -22,30 +22,26 @@ FETCH_TIMEOUT_S = 60
 
 
 def allowed_hosts(settings: Settings) -> frozenset[str]:
-    """Configured hosts plus the storage endpoint (earlier results come from there)."""
-    hosts = {h.strip().lower() for h in settings.worker.allowed_input_hosts.split(",") if h.strip()}
-    hosts.add(storage_host(settings))
-    storage = settings.storage
-    if not storage.s3_endpoint_url and storage.s3_bucket:
-        hosts.add(f"{storage.s3_bucket}.s3.{storage.s3_region}.amazonaws.com")
-    return frozenset(h for h in hosts if h)
+    """Configured hosts plus the storage endpoint (the fronts check the same list)."""
+    return rules.allowed_hosts(settings.worker, settings.storage)
 
 
 def storage_host(settings: Settings) -> str:
     """The host presigned URLs of our own bucket point at."""
-    storage = settings.storage
-    if storage.s3_endpoint_url:
-        return (urlsplit(storage.s3_endpoint_url).hostname or "").lower()
-    return f"{storage.s3_bucket}.s3.amazonaws.com" if storage.s3_bucket else ""
+    return rules.storage_host(settings.storage)
 
 
 def check_sources(images: list[InputImage], settings: Settings) -> None:
     """Refuse, before anything starts, an input whose host is not allowed."""
     hosts = allowed_hosts(settings)
     for image in images:
-        host = (urlsplit(str(image.url)).hostname or "").lower()
-        if host not in hosts:
-            raise invalid_input(f"input images may not come from {host or 'that address'}")
+        _check_host(str(image.url), hosts)
+
+
+def _check_host(url: str, hosts: frozenset[str]) -> None:
+    problem = rules.refused_source(url, hosts)
+    if problem is not None:
+        raise invalid_input(problem)
 
 
 async def stage_inputs(client: ComfyClient, images: list[InputImage], settings: Settings) -> None:
@@ -60,9 +56,8 @@ async def stage_inputs(client: ComfyClient, images: list[InputImage], settings: 
 async def _fetch(
     session: aiohttp.ClientSession, url: str, hosts: frozenset[str], settings: Settings
 ) -> bytes:
-    host = (urlsplit(url).hostname or "").lower()
-    if host not in hosts:
-        raise invalid_input(f"input images may not come from {host or 'that address'}")
+    _check_host(url, hosts)
+    host = rules.host_of(url)
     await _refuse_internal_address(host, trusted=host == storage_host(settings))
     limit = settings.worker.max_input_bytes
     try:

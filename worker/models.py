@@ -1,6 +1,6 @@
 """Fetch the model files workflows declare into a ComfyUI's models folder.
 
-    python -m worker.models --comfy /comfyui [--workflows workflows] [NAME ...]
+    python -m worker.models --comfy /comfyui [--workflows YOUR_FOLDER] [NAME ...]
 
 Used by the worker image (bake models at build time) and for a network volume. Files
 already present are kept; a declared sha256 is checked after download.
@@ -57,7 +57,9 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--comfy", type=Path, required=True, help="ComfyUI folder (or workspace)")
-    parser.add_argument("--workflows", type=Path, default=Path("workflows"))
+    parser.add_argument(
+        "--workflows", type=Path, default=None, help="your own folder, besides the shipped ones"
+    )
     parser.add_argument("names", nargs="*", help="workflows whose models to fetch (default: all)")
     args = parser.parse_args()
     catalog = WorkflowCatalog.load(args.workflows)

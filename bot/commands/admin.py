@@ -1,5 +1,8 @@
-"""/admin: pause and resume intake, stats, bans and quotas. Server managers and the
-configured admin ids only; every answer is ephemeral."""
+"""/admin: pause and resume intake, stats, bans and quotas; every answer is ephemeral.
+
+A server's managers act on their own server only: pause it, ban in it, see its stats.
+What reaches every server (`everywhere`, and per-user quotas, which count a user's
+requests in every server) belongs to the operators in STILLHOUSE_BOT__ADMIN_IDS."""
 
 from __future__ import annotations
 
@@ -14,9 +17,12 @@ from bot import messages
 from bot.context import BotContext
 from bot.replies import claim_interaction, explain, reply
 from stillhouse.intake import Refusal
-from stillhouse.moderation import INTAKE_PAUSED
+from stillhouse.moderation import EVERYWHERE, INTAKE_PAUSED
 
 log = logging.getLogger(__name__)
+
+
+EVERYWHERE_HELP = "Every server (the bot's operators only)"
 
 
 class AdminCommands(app_commands.Group):
@@ -25,7 +31,7 @@ class AdminCommands(app_commands.Group):
     def __init__(self, ctx: BotContext) -> None:
         super().__init__(
             name="admin",
-            description="Operate the image bot",
+            description="Operate the image bot in this server",
             guild_only=True,
             default_permissions=discord.Permissions(manage_guild=True),
         )
@@ -33,46 +39,68 @@ class AdminCommands(app_commands.Group):
         self._services = ctx.services
 
     @app_commands.command(name="pause", description="Stop accepting new requests")
-    @app_commands.describe(note="Shown to users who try (optional)")
-    async def pause(self, interaction: discord.Interaction, note: str | None = None) -> None:
-        def work() -> str:
-            self._services.moderation.set_switch(INTAKE_PAUSED, True, note)
-            return "Intake paused: /serve refuses new requests; queued ones still run."
+    @app_commands.describe(note="Shown to users who try (optional)", everywhere=EVERYWHERE_HELP)
+    async def pause(
+        self, interaction: discord.Interaction, note: str | None = None, everywhere: bool = False
+    ) -> None:
+        def work(scope: int) -> str:
+            self._services.moderation.set_switch(INTAKE_PAUSED, True, note, guild_id=scope)
+            return messages.paused(scope == EVERYWHERE)
 
-        await self._run(interaction, "pause", work)
+        await self._run(interaction, "pause", work, everywhere)
 
     @app_commands.command(name="resume", description="Accept new requests again")
-    async def resume(self, interaction: discord.Interaction) -> None:
-        def work() -> str:
-            self._services.moderation.set_switch(INTAKE_PAUSED, False)
-            return "Intake resumed."
+    @app_commands.describe(everywhere=EVERYWHERE_HELP)
+    async def resume(self, interaction: discord.Interaction, everywhere: bool = False) -> None:
+        def work(scope: int) -> str:
+            moderation = self._services.moderation
+            moderation.set_switch(INTAKE_PAUSED, False, guild_id=scope)
+            if scope != EVERYWHERE and moderation.switch_for(INTAKE_PAUSED, scope).enabled:
+                return messages.STILL_PAUSED_EVERYWHERE
+            return messages.resumed(scope == EVERYWHERE)
 
-        await self._run(interaction, "resume", work)
+        await self._run(interaction, "resume", work, everywhere)
 
     @app_commands.command(name="stats", description="Queue depth, in flight, success rate, wait")
-    async def stats(self, interaction: discord.Interaction) -> None:
-        def work() -> str:
-            paused = self._services.moderation.switch(INTAKE_PAUSED).enabled
-            return messages.stats(self._services.insights.stats(), paused)
+    @app_commands.describe(everywhere=EVERYWHERE_HELP)
+    async def stats(self, interaction: discord.Interaction, everywhere: bool = False) -> None:
+        def work(scope: int) -> str:
+            guild = None if scope == EVERYWHERE else scope
+            paused = self._services.moderation.switch_for(INTAKE_PAUSED, guild)
+            figures = self._services.insights.stats(guild_id=guild)
+            return messages.stats(figures, paused.enabled, everywhere=guild is None)
 
-        await self._run(interaction, "stats", work)
+        await self._run(interaction, "stats", work, everywhere)
 
-    @app_commands.command(name="ban", description="Refuse a user's requests")
-    async def ban(self, interaction: discord.Interaction, user: discord.User, reason: str) -> None:
-        def work() -> str:
-            self._services.moderation.ban(user.id, reason, interaction.user.id)
-            return f"{user.mention} is banned: {reason}"
+    @app_commands.command(name="ban", description="Refuse a user's requests in this server")
+    @app_commands.describe(everywhere=EVERYWHERE_HELP)
+    async def ban(
+        self,
+        interaction: discord.Interaction,
+        user: discord.User,
+        reason: str,
+        everywhere: bool = False,
+    ) -> None:
+        def work(scope: int) -> str:
+            moderation = self._services.moderation
+            moderation.ban(user.id, reason, interaction.user.id, guild_id=scope)
+            where = "everywhere" if scope == EVERYWHERE else "in this server"
+            return f"{user.mention} is banned {where}: {reason}"
 
-        await self._run(interaction, "ban", work)
+        await self._run(interaction, "ban", work, everywhere)
 
     @app_commands.command(name="unban", description="Accept a user's requests again")
-    async def unban(self, interaction: discord.Interaction, user: discord.User) -> None:
-        def work() -> str:
-            if self._services.moderation.unban(user.id):
-                return f"{user.mention} is no longer banned."
-            return "That user was not banned."
+    @app_commands.describe(everywhere=EVERYWHERE_HELP)
+    async def unban(
+        self, interaction: discord.Interaction, user: discord.User, everywhere: bool = False
+    ) -> None:
+        def work(scope: int) -> str:
+            if self._services.moderation.unban(user.id, guild_id=scope):
+                where = "anywhere" if scope == EVERYWHERE else "in this server"
+                return f"{user.mention} is no longer banned {where}."
+            return "That user was not banned here." if scope else "That user was not banned."
 
-        await self._run(interaction, "unban", work)
+        await self._run(interaction, "unban", work, everywhere)
 
     @app_commands.command(name="quota", description="Set a user's requests per 24 hours")
     @app_commands.describe(daily_jobs="Requests per 24 hours; leave out to use the default")
@@ -82,35 +110,54 @@ class AdminCommands(app_commands.Group):
         user: discord.User,
         daily_jobs: app_commands.Range[int, 0, 100_000] | None = None,
     ) -> None:
-        def work() -> str:
+        # A user's quota counts their requests in every server: an operator's decision.
+        def work(_scope: int) -> str:
             if daily_jobs is None:
                 self._services.moderation.clear_quota(user.id)
                 return f"{user.mention} is back on the default quota."
             self._services.moderation.set_quota(user.id, daily_jobs, interaction.user.id)
             return f"{user.mention} may make {daily_jobs} requests per 24 hours."
 
-        await self._run(interaction, "quota", work)
+        await self._run(interaction, "quota", work, everywhere=True)
 
     async def _run(
-        self, interaction: discord.Interaction, action: str, work: Callable[[], str]
+        self,
+        interaction: discord.Interaction,
+        action: str,
+        work: Callable[[int], str],
+        everywhere: bool,
     ) -> None:
         if not claim_interaction(self._services.locks, interaction):
             return
         try:
-            _only_admins(self._ctx, interaction)
-            text = await asyncio.to_thread(work)
+            scope = _scope(self._ctx, interaction, everywhere)
+            text = await asyncio.to_thread(work, scope)
         except Exception as exc:  # a sentence, not a stack trace
             await explain(interaction, exc)
             return
         log.info(
-            "admin %s", action, extra={"action": f"bot.admin.{action}", "by": interaction.user.id}
+            "admin %s",
+            action,
+            extra={
+                "action": f"bot.admin.{action}",
+                "by": interaction.user.id,
+                "guild": interaction.guild_id,
+                "scope": scope,
+            },
         )
         await reply(interaction, text)
 
 
-def _only_admins(ctx: BotContext, interaction: discord.Interaction) -> None:
-    if interaction.user.id in ctx.services.settings.bot.admin_list():
-        return
-    if interaction.permissions.manage_guild:
-        return
-    raise Refusal("Only server managers can use /admin.")
+def _scope(ctx: BotContext, interaction: discord.Interaction, everywhere: bool) -> int:
+    """Where this admin action may act: this guild for its managers, every guild
+    (EVERYWHERE) for the configured operators only."""
+    operator = interaction.user.id in ctx.services.settings.bot.admin_list()
+    if everywhere:
+        if not operator:
+            raise Refusal(messages.OPERATORS_ONLY)
+        return EVERYWHERE
+    if interaction.guild_id is None:
+        raise Refusal("Use /admin in a server.")
+    if operator or interaction.permissions.manage_guild:
+        return interaction.guild_id
+    raise Refusal("Only this server's managers can use /admin here.")

@@ -13,7 +13,7 @@ from bot.choices import workflow_choices
 from bot.context import BotContext
 from bot.replies import claim_interaction, explain, reply, within_ack_budget
 from bot.views import queued_view
-from stillhouse.intake import Accepted, Attachment, GenerationRequest
+from stillhouse.intake import Attachment, GenerationRequest
 from stillhouse.schemas.manifest import SEED_MAX, ParamValue
 
 ASPECTS = [
@@ -68,11 +68,9 @@ def serve_command(ctx: BotContext) -> app_commands.Command[Any, ..., None]:
             bound = ctx.intake.prepare(request, interaction.guild_id)
             requester = requester_of(interaction, services)
 
-            def admit_and_enqueue() -> Accepted:
-                ctx.intake.admit(requester.user_id)
-                return ctx.intake.enqueue(bound, requester)
-
-            accepted = await within_ack_budget(interaction, admit_and_enqueue)
+            accepted = await within_ack_budget(
+                interaction, lambda: ctx.intake.submit(bound, requester)
+            )
         except Exception as exc:  # every refusal and failure becomes a sentence
             await explain(interaction, exc)
             return

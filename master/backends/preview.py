@@ -6,16 +6,13 @@ master, storage, delivery) can be seen working in seconds on any laptop."""
 from __future__ import annotations
 
 import asyncio
-import io
-import textwrap
 import time
 import uuid
 from collections.abc import Callable, Collection
 from typing import Any
 
-from PIL import Image, ImageDraw, ImageFont
-
 from master.backends.base import Phase, Poll
+from master.backends.placeholder import placeholder
 from stillhouse.schemas.graph import ComfyGraph
 from stillhouse.schemas.worker_io import (
     ComfyInfo,
@@ -32,9 +29,6 @@ from stillhouse.workflows.validator import validate_graph
 
 VERSION = "preview"
 MAX_SIDE = 1024
-BACKGROUND = (38, 50, 56)
-INK = (236, 239, 241)
-ACCENT = (0, 150, 136)
 
 
 class PreviewBackend:
@@ -135,31 +129,6 @@ class PreviewBackend:
             sha256=stored.sha256,
             node_id="preview",
         )
-
-
-def placeholder(
-    width: int, height: int, workflow: str | None, facts: dict[str, Any], index: int
-) -> bytes:
-    """A PNG that says what a real run would have drawn."""
-    image = Image.new("RGB", (width, height), BACKGROUND)
-    draw = ImageDraw.Draw(image)
-    size = max(10, min(width, height) // 24)
-    font = ImageFont.load_default(size=size)
-    margin = size
-    draw.rectangle((4, 4, width - 5, height - 5), outline=ACCENT, width=3)
-    lines = [
-        "PREVIEW - no GPU was used",
-        f"workflow: {workflow or 'unknown'}",
-        f"seed: {facts.get('seed', '-')}    image {index + 1}",
-        "",
-        *textwrap.wrap(
-            str(facts.get("prompt", "")), width=max(10, (width - 2 * margin) // (size // 2 + 1))
-        )[:14],
-    ]
-    draw.multiline_text((margin, margin), "\n".join(lines), fill=INK, font=font, spacing=size // 3)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def _facts(graph: ComfyGraph) -> dict[str, Any]:

@@ -60,7 +60,8 @@ def install(workspace: Path) -> Path:
 
 
 def _default_models() -> list[tuple[str, str, str]]:
-    catalog = WorkflowCatalog.load(Path(os.environ.get("STILLHOUSE_WORKFLOWS__DIR", "workflows")))
+    own = os.environ.get("STILLHOUSE_WORKFLOWS__DIR")
+    catalog = WorkflowCatalog.load(Path(own) if own else None)
     name = os.environ.get("STILLHOUSE_INTAKE__DEFAULT_WORKFLOW", "sd15-txt2img")
     workflow = catalog.workflows.get(name)
     if workflow is None:

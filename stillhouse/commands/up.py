@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import signal
 import socket
@@ -25,6 +26,7 @@ from stillhouse.config import Settings, make_settings, safe_database_url
 from stillhouse.db.engine import make_engine
 from stillhouse.db.migrate import upgrade
 from stillhouse.logs import configure_logging
+from stillhouse.workflows.loader import WorkflowCatalog
 
 PREVIEW_BANNER = "PREVIEW MODE - no ComfyUI: graphs are checked, images are placeholders"
 
@@ -46,12 +48,15 @@ class Plan:
 def up(host: str | None, port: int | None, install_comfy: bool) -> None:
     """Everything in one process on embedded defaults (SQLite, local files)."""
     plan = _configure(host, port, install_comfy)
-    settings = make_settings()
+    configured = make_settings()
+    listener = _listen(configured.api.host, configured.api.port)
+    _publish_port(configured, int(listener.getsockname()[1]))
+    settings = make_settings()  # with the real port (`--port 0` picks one) and image URLs
     configure_logging(settings)
     engine = make_engine(settings)
     upgrade(engine)
     engine.dispose()
-    sys.exit(asyncio.run(_run(settings, plan)))
+    sys.exit(asyncio.run(_run(settings, plan, listener)))
 
 
 def _configure(host: str | None, port: int | None, install_comfy: bool) -> Plan:
@@ -62,10 +67,6 @@ def _configure(host: str | None, port: int | None, install_comfy: bool) -> Plan:
         env["STILLHOUSE_API__HOST"] = host
     if port is not None:
         env["STILLHOUSE_API__PORT"] = str(port)
-    api_host = env.get("STILLHOUSE_API__HOST", "127.0.0.1")
-    api_port = env.get("STILLHOUSE_API__PORT", "8080")
-    shown_host = "127.0.0.1" if api_host in ("0.0.0.0", "::") else api_host  # noqa: S104
-    env.setdefault("STILLHOUSE_STORAGE__PUBLIC_BASE_URL", f"http://{shown_host}:{api_port}/files")
     env.setdefault("STILLHOUSE_MASTER__HTTP_PORT", "0")
     env.setdefault("STILLHOUSE_MASTER__CLAIM_INTERVAL_S", "0.2")
     env.setdefault("STILLHOUSE_MASTER__POLL_INTERVAL_S", "0.2")
@@ -97,7 +98,45 @@ def _configure(host: str | None, port: int | None, install_comfy: bool) -> Plan:
     )
 
 
-async def _run(settings: Settings, plan: Plan) -> int:
+def _listen(host: str, port: int) -> socket.socket:
+    """The API's socket, listening before anything starts and handed to uvicorn as it is:
+    a taken port fails at once, and no one can take it between a check and a bind."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    if os.name == "posix":
+        # As uvicorn and asyncio do: a restart right after Ctrl+C binds past the last run's
+        # TIME_WAIT connections; a port another process listens on is still refused.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise click.ClickException(
+                f"port {port} on {host} is taken; run `stillhouse up --port <another>` "
+                "(--port 0 picks a free one)"
+            ) from None
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from None
+    return sock
+
+
+def _publish_port(settings: Settings, port: int) -> None:
+    """The port really listened on, into the environment (worker processes inherit it),
+    and into the base of image URLs unless one is configured."""
+    os.environ["STILLHOUSE_API__PORT"] = str(port)
+    if "public_base_url" not in settings.storage.model_fields_set:
+        base = f"http://{_url_host(settings.api.host)}:{port}/files"
+        os.environ["STILLHOUSE_STORAGE__PUBLIC_BASE_URL"] = base
+
+
+def _url_host(host: str) -> str:
+    """How a browser on this machine reaches `host`."""
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - every address: this machine's will do
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+async def _run(settings: Settings, plan: Plan, listener: socket.socket) -> int:
     import uvicorn
 
     from api.app import make_app
@@ -115,13 +154,11 @@ async def _run(settings: Settings, plan: Plan) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     services = Services.build(settings)
-    api = settings.api
-    _check_port_free(api.host, api.port)
     server = _QuietServer(
         uvicorn.Config(
             make_app(services, banner=PREVIEW_BANNER if plan.preview else None),
-            host=api.host,
-            port=api.port,
+            host=settings.api.host,
+            port=settings.api.port,
             log_config=None,
             access_log=False,
         )
@@ -129,7 +166,7 @@ async def _run(settings: Settings, plan: Plan) -> int:
     tasks = [
         # One process: the API's enqueue wakes the master through shared in-process hints.
         asyncio.create_task(serve_master(settings, stop=stop, wake=services.hints), name="master"),
-        asyncio.create_task(server.serve(), name="api"),
+        asyncio.create_task(server.serve(sockets=[listener]), name="api"),
     ]
     bot = None
     if settings.bot.token is not None:
@@ -140,7 +177,7 @@ async def _run(settings: Settings, plan: Plan) -> int:
     while not server.started and not any(t.done() for t in tasks):
         await asyncio.sleep(0.05)
     if server.started:
-        _banner(settings, plan, bot is not None)
+        _banner(settings, plan, bot is not None, services.catalog)
     stopper = asyncio.create_task(stop.wait())
     await asyncio.wait({stopper, *tasks}, return_when=asyncio.FIRST_COMPLETED)
     click.echo("stillhouse: stopping...", err=True)
@@ -149,6 +186,7 @@ async def _run(settings: Settings, plan: Plan) -> int:
     if bot is not None:
         await bot.close()
     results = await asyncio.gather(*tasks, return_exceptions=True)
+    listener.close()  # uvicorn closes it too, but not when it never started
     services.close()
     failed = [r for r in results if isinstance(r, BaseException)]
     for failure in failed:
@@ -156,15 +194,15 @@ async def _run(settings: Settings, plan: Plan) -> int:
     return 1 if failed or not server.started else 0
 
 
-def _banner(settings: Settings, plan: Plan, bot: bool) -> None:
+def _banner(settings: Settings, plan: Plan, bot: bool, catalog: WorkflowCatalog) -> None:
     api = settings.api
-    shown = "127.0.0.1" if api.host in ("0.0.0.0", "::") else api.host  # noqa: S104
-    base = f"http://{shown}:{api.port}"
+    base = f"http://{_url_host(api.host)}:{api.port}"
     lines = [
         "stillhouse is up, everything in this one process:",
         f"  database   {safe_database_url(settings.database_url())}",
         f"  images     {settings.images_dir() if settings.storage.backend == 'local' else 's3'}",
         f"  worker     {plan.worker}",
+        *workflow_lines(catalog),
         f"  api        {base}/v1  (reference: {base}/docs)",
         f"  playground {base}/",
         f"  bot        {'connected to Discord' if bot else 'off (set DISCORD_TOKEN to run it)'}",
@@ -176,11 +214,14 @@ def _banner(settings: Settings, plan: Plan, bot: bool) -> None:
     click.echo("\n".join(lines))
 
 
-def _check_port_free(host: str, port: int) -> None:
-    with socket.socket() as probe:
-        try:
-            probe.bind((host, port))
-        except OSError:
-            raise click.ClickException(
-                f"port {port} on {host} is taken; run `stillhouse up --port <another>`"
-            ) from None
+def workflow_lines(catalog: WorkflowCatalog) -> list[str]:
+    """The banner's workflow lines: how many loaded and from where, then each problem."""
+    if catalog.workflows:
+        lines = [f"  workflows  {catalog.summary()}"]
+    else:
+        lines = [
+            "  workflows  NONE LOADED - every request will fail until one does "
+            "(see the problems below; STILLHOUSE_WORKFLOWS__DIR names your own folder)"
+        ]
+    lines += [f"  problem    {problem}" for problem in catalog.problems]
+    return lines

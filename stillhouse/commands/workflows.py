@@ -1,4 +1,8 @@
-"""`stillhouse workflows list | check | render | snapshot`: tools for contributors."""
+"""`stillhouse workflows list | check | render | snapshot`: tools for contributors.
+
+Every command sees what a running stillhouse would: the shipped workflows, with your own
+folder (STILLHOUSE_WORKFLOWS__DIR) adding to them or replacing some by name.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from stillhouse.config import Settings
 from stillhouse.errors import StillhouseError
 from stillhouse.workflows.binder import ParameterError, bind
 from stillhouse.workflows.checks import check_workflow
-from stillhouse.workflows.loader import WorkflowCatalog
+from stillhouse.workflows.loader import Origin, Workflow, WorkflowCatalog
 from stillhouse.workflows.node_schemas import SNAPSHOT_FILE, NodeSchemas
 
 
@@ -27,15 +31,22 @@ def _catalog(settings: Settings) -> WorkflowCatalog:
     return WorkflowCatalog.load(settings.workflows.dir)
 
 
+def _shown_origin(workflow: Workflow) -> str:
+    return "shipped" if workflow.origin is Origin.SHIPPED else "yours"
+
+
 @workflows.command("list")
 def list_workflows() -> None:
-    """Every workflow: name, purpose, title and the parameters it takes."""
+    """Every workflow: name, purpose, title, where it comes from and its parameters."""
     catalog = _catalog(load_settings())
-    for workflow in catalog.workflows.values():
+    for name in catalog.names():
+        workflow = catalog.workflows[name]
         manifest = workflow.manifest
         click.echo(f"{workflow.name:<24} {manifest.purpose.value:<10} {manifest.title}")
+        click.echo(f"{'':<35} from: {_shown_origin(workflow)} ({workflow.source})")
         click.echo(f"{'':<35} parameters: {', '.join(manifest.parameters)}")
         click.echo(f"{'':<35} presets: {', '.join(manifest.presets)}")
+    click.echo(catalog.summary(), err=True)
     for problem in catalog.problems:
         click.echo(f"broken: {problem}", err=True)
 

@@ -76,6 +76,9 @@ class GenerationJob(Base):
     interaction_token: Mapped[str | None] = mapped_column(String(512))
     interaction_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
+    # sha256 of what an API caller sent with an Idempotency-Key: a reuse with another
+    # body is refused instead of silently answered with the first request.
+    request_digest: Mapped[str | None] = mapped_column(String(64))
     workflow_name: Mapped[str] = mapped_column(String(64))
     workflow_version: Mapped[str] = mapped_column(String(32))
     params: Mapped[JobParams] = mapped_column(PydanticJSON(JobParams))
@@ -159,10 +162,11 @@ class Delivery(Base):
 
 
 class BannedUser(Base):
-    """A user the fronts refuse."""
+    """A user the fronts refuse: in one guild, or everywhere (`guild_id` 0)."""
 
     __tablename__ = "banned_users"
 
+    guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     reason: Mapped[str] = mapped_column(String(255))
     banned_by: Mapped[int | None] = mapped_column(BigInteger)
@@ -181,11 +185,24 @@ class UserQuota(Base):
 
 
 class Switch(Base):
-    """A named on/off setting operators flip at run time (e.g. `intake_paused`)."""
+    """A named on/off setting flipped at run time (e.g. `intake_paused`): for one guild,
+    or for the whole deployment (`guild_id` 0)."""
 
     __tablename__ = "switches"
 
+    guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     enabled: Mapped[bool] = mapped_column(Boolean)
     note: Mapped[str | None] = mapped_column(String(255))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Requester(Base):
+    """One row per user who ever asked: admission locks it, so a user's limits (rate,
+    unfinished requests, quota) are counted and the job inserted in one transaction."""
+
+    __tablename__ = "requesters"
+
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_request_at: Mapped[datetime] = mapped_column(UTCDateTime)

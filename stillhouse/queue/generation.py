@@ -14,7 +14,15 @@ from sqlalchemy.sql.elements import ColumnElement
 from stillhouse.errors import JobNotFound, LeaseLost
 from stillhouse.ids import new_public_id, partition_of
 from stillhouse.queue import outcomes
+from stillhouse.queue.admission import (
+    Limits,
+    add_requester,
+    check_limits,
+    lock_requester,
+    same_request,
+)
 from stillhouse.queue.base import QueueTable
+from stillhouse.queue.estimates import estimated_wait_s
 from stillhouse.queue.records import (
     CancelOutcome,
     Enqueued,
@@ -46,13 +54,63 @@ class GenerationQueue(QueueTable):
 
     # -- fronts ---------------------------------------------------------------------------
 
-    def enqueue(self, job: NewJob) -> Enqueued:
-        """Queue a request; the same interaction id twice yields the first job."""
+    def enqueue(
+        self, job: NewJob, *, limits: Limits | None = None, digest: str | None = None
+    ) -> Enqueued:
+        """Queue a request; the same interaction id twice yields the first job (or
+        IdempotencyConflict when `digest`, what the request was, differs). With `limits`,
+        the user's limits are checked and the job inserted in one transaction, with the
+        user's row locked: LimitReached if one more would go past a limit."""
         now = self._clock()
+        values = self._new_row(job, now) | {"request_digest": digest}
+        try:
+            if limits is None:
+                with self._engine.begin() as conn:
+                    new_id = INSERT_JOB.execute(conn, values).lastrowid
+            else:
+                admitted = self._admit(job, values, limits, digest, now)
+                if isinstance(admitted, Enqueued):
+                    return admitted
+                new_id = admitted
+        except IntegrityError as exc:
+            if job.interaction_id is None or "interaction_id" not in str(exc.orig):
+                raise
+            existing = self._one(_C.interaction_id == job.interaction_id)
+            if existing is None:  # pragma: no cover - the winner's row cannot vanish
+                raise
+            return same_request(existing, digest)
+        return Enqueued(job=JobRecord.from_row(values | {"id": new_id}), created=True)
+
+    def _admit(
+        self,
+        job: NewJob,
+        values: dict[str, Any],
+        limits: Limits,
+        digest: str | None,
+        now: datetime,
+    ) -> int | Enqueued:
+        """Insert within the user's limits, their row locked; the new row's id, or the
+        job this request id already made."""
+        user_id = job.routing.user_id or 0
+        for _ in range(2):
+            with self._engine.begin() as conn:
+                if lock_requester(conn, user_id, now):
+                    # Under the lock: a retry of an admitted request must not count itself.
+                    existing = self._by_request(conn, job.interaction_id)
+                    if existing is not None:
+                        return same_request(existing, digest)
+                    check_limits(conn, user_id, limits, now)
+                    inserted = INSERT_JOB.execute(conn, values).lastrowid
+                    assert inserted is not None, "an autoincrement insert has an id"
+                    return inserted
+            add_requester(self._engine, user_id, now)  # a first request: then lock it
+        raise LeaseLost(f"no requester row for user {user_id}")  # pragma: no cover
+
+    def _new_row(self, job: NewJob, now: datetime) -> dict[str, Any]:
         public_id = new_public_id()
         routing = job.routing
         token = routing.interaction_token
-        values: dict[str, Any] = _blank_row() | {
+        return _blank_row() | {
             "public_id": public_id,
             "partition_id": partition_of(public_id, self._settings.partitions),
             "status": JobStatus.QUEUED,
@@ -74,17 +132,14 @@ class GenerationQueue(QueueTable):
             "created_at": now,
             "updated_at": now,
         }
-        try:
-            with self._engine.begin() as conn:
-                new_id = INSERT_JOB.execute(conn, values).lastrowid
-        except IntegrityError as exc:
-            if job.interaction_id is None or "interaction_id" not in str(exc.orig):
-                raise
-            existing = self._one(_C.interaction_id == job.interaction_id)
-            if existing is None:  # pragma: no cover - the winner's row cannot vanish
-                raise
-            return Enqueued(job=existing, created=False)
-        return Enqueued(job=JobRecord.from_row(values | {"id": new_id}), created=True)
+
+    @staticmethod
+    def _by_request(conn: Connection, interaction_id: int | None) -> JobRecord | None:
+        if interaction_id is None:
+            return None
+        row = conn.execute(select(JOBS).where(_C.interaction_id == interaction_id)).mappings()
+        found = row.first()
+        return None if found is None else JobRecord.from_row(found)
 
     def get(self, public_id: str) -> JobRecord | None:
         """The job with this public id, or None."""
@@ -93,6 +148,24 @@ class GenerationQueue(QueueTable):
     def get_by_interaction(self, interaction_id: int) -> JobRecord | None:
         """The job a Discord interaction created, or None."""
         return self._one(_C.interaction_id == interaction_id)
+
+    def of_user(
+        self, source: str, user_id: int, limit: int, before: JobRecord | None = None
+    ) -> list[JobRecord]:
+        """A user's jobs, newest first, `limit` of them from just after `before` (a page
+        cursor); walks ix_generation_queue_user_created."""
+        where = [_C.user_id == user_id, _C.source == source]
+        if before is not None:
+            where.append(
+                or_(
+                    _C.created_at < before.created_at,
+                    and_(_C.created_at == before.created_at, _C.id < before.id),
+                )
+            )
+        query = select(JOBS).where(*where).order_by(_C.created_at.desc(), _C.id.desc())
+        with self._engine.connect() as conn:
+            rows = conn.execute(query.limit(limit)).mappings().all()
+        return [JobRecord.from_row(row) for row in rows]
 
     def counts(self) -> dict[JobStatus, int]:
         """Jobs per status, finished ones included: reads the whole table (tests, tools)."""
@@ -114,20 +187,21 @@ class GenerationQueue(QueueTable):
         return {status: found.get(status, 0) for status in unfinished}
 
     def position(self, public_id: str) -> QueuePosition:
-        """How many jobs are ahead of this one and a wait estimate from recent throughput."""
+        """How many jobs are ahead of this one and a wait estimate from recent jobs."""
         job = self.get(public_id)
         if job is None:
             raise JobNotFound(public_id)
         if job.status is not JobStatus.QUEUED:
             return QueuePosition(status=job.status, ahead=None, estimated_wait_s=None)
         with self._engine.connect() as conn:
-            rate = self._finish_rate(conn)
             ahead = conn.execute(
                 select(func.count())
                 .select_from(JOBS)
                 .where(_C.status == JobStatus.QUEUED, _ahead_of(job))
             ).scalar_one()
-        wait = (ahead + 1) / rate if rate > 0 else None
+            wait = estimated_wait_s(
+                conn, ahead, now=self._clock(), window_s=self._settings.estimate_window_s
+            )
         return QueuePosition(status=job.status, ahead=ahead, estimated_wait_s=wait)
 
     def cancel(self, public_id: str) -> CancelOutcome:
@@ -450,14 +524,6 @@ class GenerationQueue(QueueTable):
         with self._engine.connect() as conn:
             row = conn.execute(select(JOBS).where(where)).mappings().first()
         return None if row is None else JobRecord.from_row(row)
-
-    def _finish_rate(self, conn: Connection) -> float:
-        window = self._settings.estimate_window_s
-        since = self._clock() - timedelta(seconds=window)
-        finished = conn.execute(
-            select(func.count()).select_from(JOBS).where(_C.finished_at >= since)
-        ).scalar_one()
-        return float(finished) / window
 
     def _lease(self) -> timedelta:
         return timedelta(seconds=self._settings.lease_s)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel
-from sqlalchemy import Engine, func, or_, select
+from sqlalchemy import Engine, func, or_, select, true
 
 from stillhouse.queue.records import JobRecord
 from stillhouse.queue.statements import JOBS
@@ -100,21 +100,23 @@ class QueueInsights:
             ).mappings()
             return [Progress.model_validate(dict(r)) for r in rows]
 
-    def stats(self, window_s: int = 3600) -> QueueStats:
-        """Queue depth and in-flight now; outcomes and median queue wait over the window."""
+    def stats(self, window_s: int = 3600, *, guild_id: int | None = None) -> QueueStats:
+        """Queue depth and in-flight now; outcomes and median queue wait over the window;
+        of one guild's requests when `guild_id` is given."""
         since = self._clock() - timedelta(seconds=window_s)
+        mine = true() if guild_id is None else _C.guild_id == guild_id
         with self._engine.connect() as conn:
             now_counts: dict[JobStatus, int] = dict(
                 conn.execute(
                     select(_C.status, func.count())
-                    .where(_C.status.in_(_UNFINISHED))
+                    .where(_C.status.in_(_UNFINISHED), mine)
                     .group_by(_C.status)
                 ).all()
             )
             ended: dict[JobStatus, int] = dict(
                 conn.execute(
                     select(_C.status, func.count())
-                    .where(_C.finished_at >= since)
+                    .where(_C.finished_at >= since, mine)
                     .group_by(_C.status)
                 ).all()
             )
@@ -123,6 +125,7 @@ class QueueInsights:
                 .where(
                     or_(_C.finished_at >= since, _C.status.in_(ACTIVE_JOB_STATES)),
                     _C.dispatched_at.is_not(None),
+                    mine,
                 )
                 .order_by(_C.id.desc())
                 .limit(_WAIT_SAMPLE)

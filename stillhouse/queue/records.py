@@ -43,6 +43,7 @@ class JobRecord(BaseModel):
     priority: int
     routing: Routing
     interaction_id: int | None
+    request_digest: str | None = None
     workflow_name: str
     workflow_version: str
     params: JobParams

@@ -1,5 +1,8 @@
-"""Find workflows in a folder: every `<name>.toml` manifest with its `<name>.json` graph.
+"""Find workflows: every `<name>.toml` manifest with its `<name>.json` graph.
 
+The shipped workflows are package data (`stillhouse/workflows/shipped/`, read through
+importlib.resources so they come along wherever stillhouse is installed); an operator's
+own folder (STILLHOUSE_WORKFLOWS__DIR) adds workflows or replaces shipped ones by name.
 A broken workflow never hides the others: loading returns the good ones and one
 problem line per broken file, naming the file and what is wrong.
 """
@@ -11,6 +14,9 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from difflib import get_close_matches
+from enum import StrEnum
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -20,6 +26,14 @@ from stillhouse.schemas.graph import ComfyGraph
 from stillhouse.schemas.manifest import Manifest, Purpose
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+SHIPPED_FOLDER = "shipped"  # inside this package
+
+
+class Origin(StrEnum):
+    """Where a workflow came from."""
+
+    SHIPPED = "shipped"
+    FOLDER = "folder"  # the operator's own (STILLHOUSE_WORKFLOWS__DIR)
 
 
 class UnknownWorkflow(StillhouseError):
@@ -34,36 +48,74 @@ class Workflow(BaseModel):
     name: str
     manifest: Manifest
     graph: ComfyGraph
-    source: Path
+    source: str  # the manifest file, for messages
+    origin: Origin
+
+
+def shipped_workflows() -> Traversable:
+    """The folder of workflows that come with stillhouse (a real folder when installed
+    normally; read it through the Traversable API all the same)."""
+    return resources.files(__package__).joinpath(SHIPPED_FOLDER)
 
 
 @dataclass
 class WorkflowCatalog:
-    """The workflows of one folder, by name; `problems` lists the files that failed."""
+    """Workflows by name; `problems` lists the files that failed, one line each."""
 
-    folder: Path
+    folder: Path | None = None  # the operator's own folder, if one is set
     workflows: dict[str, Workflow] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)  # shipped names `folder` overrides
 
     @classmethod
-    def load(cls, folder: Path) -> WorkflowCatalog:
-        """Read every manifest in `folder` (not recursive)."""
+    def load(cls, folder: Path | None = None) -> WorkflowCatalog:
+        """The shipped workflows, then those in `folder` (not recursive): each of those
+        adds a workflow or replaces the shipped one of the same name."""
         catalog = cls(folder)
+        catalog._read(shipped_workflows(), Origin.SHIPPED)
+        if folder is None:
+            return catalog
         if not folder.is_dir():
             catalog.problems.append(f"{folder}: workflows folder not found")
             return catalog
-        for manifest_path in sorted(folder.glob("*.toml")):
-            try:
-                workflow = _load_one(manifest_path)
-            except WorkflowFileError as exc:
-                catalog.problems.append(str(exc))
-            else:
-                catalog.workflows[workflow.name] = workflow
+        catalog._read(folder, Origin.FOLDER)
         return catalog
+
+    def _read(self, folder: Traversable, origin: Origin) -> None:
+        manifests = sorted(
+            (f for f in folder.iterdir() if f.name.endswith(".toml") and f.is_file()),
+            key=lambda f: f.name,
+        )
+        for manifest in manifests:
+            try:
+                workflow = _load_one(folder, manifest, origin)
+            except WorkflowFileError as exc:
+                stem = manifest.name.removesuffix(".toml")
+                kept = self.workflows.get(stem)
+                shipped = kept is not None and kept.origin is Origin.SHIPPED
+                self.problems.append(f"{exc} (the shipped {stem} stays)" if shipped else str(exc))
+            else:
+                if workflow.name in self.workflows:
+                    self.replaced.append(workflow.name)
+                self.workflows[workflow.name] = workflow
 
     def names(self) -> list[str]:
         """Every loaded workflow name, sorted."""
         return sorted(self.workflows)
+
+    def count(self, origin: Origin) -> int:
+        """How many loaded workflows came from `origin`."""
+        return sum(1 for w in self.workflows.values() if w.origin is origin)
+
+    def summary(self) -> str:
+        """One line: how many loaded and from where, e.g. for a start-up banner."""
+        shipped, own = self.count(Origin.SHIPPED), self.count(Origin.FOLDER)
+        parts = [f"{shipped} shipped"]
+        if self.folder is not None:
+            parts.append(f"{own} from {self.folder}")
+        if self.replaced:
+            parts.append(f"replacing the shipped {', '.join(sorted(self.replaced))}")
+        return f"{len(self.workflows)} loaded: {', '.join(parts)}"
 
     def get(self, name: str) -> Workflow:
         """The workflow called `name`; UnknownWorkflow (with suggestions) if none."""
@@ -83,33 +135,35 @@ class WorkflowFileError(StillhouseError):
     """A manifest or graph file that cannot be used, with the file named."""
 
 
-def _load_one(manifest_path: Path) -> Workflow:
-    name = manifest_path.stem
+def _load_one(folder: Traversable, manifest_file: Traversable, origin: Origin) -> Workflow:
+    manifest_path = str(manifest_file)
+    name = manifest_file.name.removesuffix(".toml")
     if not NAME.match(name):
         raise WorkflowFileError(
             f"{manifest_path}: name {name!r} must be lowercase letters, digits, '-', '_' or '.'"
         )
     try:
-        manifest = Manifest.model_validate(tomllib.loads(manifest_path.read_text()))
+        manifest = Manifest.model_validate(tomllib.loads(manifest_file.read_text()))
     except tomllib.TOMLDecodeError as exc:
         raise WorkflowFileError(f"{manifest_path}: not valid TOML: {exc}") from None
     except ValidationError as exc:
         raise WorkflowFileError(f"{manifest_path}: {_first_lines(exc)}") from None
-    graph_path = manifest_path.with_name(manifest.graph or f"{name}.json")
+    graph_name = manifest.graph or f"{name}.json"
+    if "/" in graph_name or "\\" in graph_name:
+        raise WorkflowFileError(f"{manifest_path}: graph {graph_name!r} must lie beside it")
+    graph_file = folder.joinpath(graph_name)
     try:
-        graph = ComfyGraph.model_validate(json.loads(graph_path.read_text()))
+        graph = ComfyGraph.model_validate(json.loads(graph_file.read_text()))
     except FileNotFoundError:
-        raise WorkflowFileError(
-            f"{manifest_path}: graph file {graph_path.name} not found"
-        ) from None
+        raise WorkflowFileError(f"{manifest_path}: graph file {graph_name} not found") from None
     except json.JSONDecodeError as exc:
-        raise WorkflowFileError(f"{graph_path}: not valid JSON: {exc}") from None
+        raise WorkflowFileError(f"{graph_file}: not valid JSON: {exc}") from None
     except ValidationError as exc:
         raise WorkflowFileError(
-            f"{graph_path}: not a ComfyUI API-format graph (export it with 'Save (API)'): "
+            f"{graph_file}: not a ComfyUI API-format graph (export it with 'Save (API)'): "
             f"{_first_lines(exc)}"
         ) from None
-    return Workflow(name=name, manifest=manifest, graph=graph, source=manifest_path)
+    return Workflow(name=name, manifest=manifest, graph=graph, source=manifest_path, origin=origin)
 
 
 def _first_lines(exc: ValidationError) -> str:

@@ -19,7 +19,7 @@ from stillhouse.queue.insights import QueueInsights
 from stillhouse.services import Services
 from stillhouse.storage.local import LocalStorage
 from stillhouse.workflows.loader import WorkflowCatalog
-from tests.bot.harness import guilds
+from tests.bot.harness import OPERATOR, guilds
 from tests.doubles.discord import DiscordEmulator
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,11 +35,10 @@ def bot_settings(
     storage: dict[str, object] | None = None,
     **bot: object,
 ) -> Settings:
-    """Settings for a front on `url`, with the repository's workflows."""
+    """Settings for a front on `url`, with the shipped workflows."""
     return make_settings(
         database={"url": url},
         data_dir=tmp_path / "data",
-        workflows={"dir": REPO / "workflows"},
         intake=intake,
         bot={"token": "test-bot-token", **bot},
         api=api or {},
@@ -94,6 +93,7 @@ def maria_services(mariadb_engine: Engine, mariadb_url: str, tmp_path: Path) -> 
         {"per_minute": 1000, "max_active_jobs": 100},
         delivery_interval_s=0.05,
         progress_interval_s=0.1,
+        admin_ids=str(OPERATOR),
     )
     return make_services(mariadb_engine, settings)
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from stillhouse.ids import new_owner
-from stillhouse.moderation import INTAKE_PAUSED
 from stillhouse.schemas.states import JobStatus
 from stillhouse.services import Services
-from tests.bot.harness import CHANNEL, GUILD, MANAGER, OTHER_USER, USER, queued_id, running_bot
+from tests.bot.harness import CHANNEL, GUILD, OTHER_USER, USER, queued_id, running_bot
 from tests.doubles.discord import DiscordEmulator, Interaction
 from tests.support import wait_until
 
@@ -48,7 +47,7 @@ def test_the_cancel_button_on_the_queued_message(
         assert ix.original is not None
         pressed = emu.click(ix.original, f"sh:x:{public_id}", USER)
         assert content(pressed) == "Cancelled."
-        wait_until(lambda: ix.original and "was cancelled" in ix.original.content, 5)
+        wait_until(lambda: ix.original and "was cancelled" in ix.original.content, 20)
 
 
 def test_workflows_lists_what_serve_offers(emu: DiscordEmulator, maria_services: Services) -> None:
@@ -56,36 +55,6 @@ def test_workflows_lists_what_serve_offers(emu: DiscordEmulator, maria_services:
         text = content(emu.slash_command(GUILD, CHANNEL, USER, "workflows"))
         assert "`sd15-txt2img`" in text and "`flux-schnell-txt2img`" in text
         assert "upscale-2x" not in text  # a button's workflow, not one to /serve
-
-
-def test_admin_pause_stats_ban_and_quota(emu: DiscordEmulator, maria_services: Services) -> None:
-    def admin(caller: int, sub: str, **options: int | str) -> str:
-        return content(
-            emu.slash_command(GUILD, CHANNEL, caller, "admin", subcommand=sub, options=options)
-        )
-
-    def serve(user: int = USER) -> str:
-        return content(emu.slash_command(GUILD, CHANNEL, user, "serve", options={"prompt": "x"}))
-
-    with running_bot(maria_services, emu):
-        assert admin(USER, "pause") == "Only server managers can use /admin."
-        assert "Intake paused" in admin(MANAGER, "pause", note="new GPUs")
-        assert maria_services.moderation.switch(INTAKE_PAUSED).enabled
-        assert "paused for now (new GPUs)" in serve()
-        assert admin(MANAGER, "resume") == "Intake resumed."
-        assert serve().startswith("Queued")
-
-        stats = admin(MANAGER, "stats")
-        assert "Intake: open" in stats and "Queued: 1" in stats
-
-        assert "is banned: spam" in admin(MANAGER, "ban", user=OTHER_USER, reason="spam")
-        assert "cannot make requests" in serve(OTHER_USER)
-        assert "no longer banned" in admin(MANAGER, "unban", user=OTHER_USER)
-
-        assert "0 requests per 24 hours" in admin(MANAGER, "quota", user=OTHER_USER, daily_jobs=0)
-        assert "used your 0 requests" in serve(OTHER_USER)
-        assert "default quota" in admin(MANAGER, "quota", user=OTHER_USER)
-        assert serve(OTHER_USER).startswith("Queued")
 
 
 def test_the_queued_message_shows_progress_while_the_job_runs(

@@ -66,7 +66,6 @@ class Bots:
             "STILLHOUSE_BOT__TOKEN": self.emu.token,
             "STILLHOUSE_STORAGE__BACKEND": "local",
             "STILLHOUSE_STORAGE__LOCAL_DIR": str(self.tmp / "images"),
-            "STILLHOUSE_WORKFLOWS__DIR": str(REPO / "workflows"),
             "STILLHOUSE_DATA_DIR": str(self.tmp / "data"),
             "STILLHOUSE_LOG__FORMAT": "text",
             "STILLHOUSE_QUEUE__DELIVERY_LEASE_S": str(LEASE_S),

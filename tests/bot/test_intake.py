@@ -4,6 +4,7 @@ is a sentence for the user and nothing reaches the queue."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pymysql
@@ -13,15 +14,18 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from stillhouse.config import QueueSettings
+from stillhouse.ids import new_owner
 from stillhouse.intake import Attachment, GenerationRequest, Refusal, Requester
 from stillhouse.moderation import INTAKE_PAUSED
 from stillhouse.queue import GenerationQueue
+from stillhouse.queue.admission import Limits
 from stillhouse.queue.records import Enqueued
 from stillhouse.schemas.jobs import NewJob
-from stillhouse.schemas.manifest import ParamValue
+from stillhouse.schemas.manifest import ParamValue, Purpose
 from stillhouse.schemas.states import JobStatus
 from stillhouse.services import Services
 from tests.bot.conftest import GUILD_WITH_OWN_RULES
+from tests.bot.harness import stored_result
 
 GUILD = 1001
 
@@ -50,8 +54,8 @@ def queued_jobs(services: Services) -> int:
 def test_a_good_request_is_queued_once_per_interaction(services: Services) -> None:
     intake = services.intake
     bound = intake.prepare(request(count=2, seed=7), GUILD)
-    first = intake.enqueue(bound, requester(interaction_id=555))
-    again = intake.enqueue(bound, requester(interaction_id=555))  # a replica of the shard
+    first = intake.submit(bound, requester(interaction_id=555))
+    again = intake.submit(bound, requester(interaction_id=555))  # a replica of the shard
     assert first.enqueued.created and not again.enqueued.created
     assert again.enqueued.job.public_id == first.enqueued.job.public_id
     assert queued_jobs(services) == 1
@@ -164,51 +168,89 @@ def test_an_attached_image_binds_to_the_workflows_image_input(services: Services
     assert str(source.url) == "https://cdn.discordapp.com/a.png"
 
 
+def submit(services: Services, user_id: int = 42, guild_id: int | None = GUILD) -> str:
+    """One /serve from this user in this guild, queued: its job's public id."""
+    who = requester(interaction_id=next(INTERACTIONS), user_id=user_id)
+    who = who.model_copy(update={"guild_id": guild_id})
+    accepted = services.intake.submit(services.intake.prepare(request(), guild_id), who)
+    return accepted.enqueued.job.public_id
+
+
+INTERACTIONS = itertools.count(10_000)
+
+
 def test_paused_intake_refuses_with_the_operators_note(services: Services) -> None:
     services.moderation.set_switch(INTAKE_PAUSED, True, "maintenance until 14:00")
     with pytest.raises(Refusal, match=r"paused for now \(maintenance until 14:00\)"):
-        services.intake.admit(42)
+        submit(services)
     services.moderation.set_switch(INTAKE_PAUSED, False)
-    services.intake.admit(42)
+    submit(services)
+
+
+def test_a_guilds_pause_refuses_there_only(services: Services) -> None:
+    services.moderation.set_switch(INTAKE_PAUSED, True, "art contest", guild_id=GUILD)
+    with pytest.raises(Refusal, match=r"paused here for now \(art contest\)"):
+        submit(services)
+    submit(services, guild_id=GUILD + 1)
+    submit(services, guild_id=None)  # a direct message or the API: not that guild
+    services.moderation.set_switch(INTAKE_PAUSED, False, guild_id=GUILD)
+    submit(services)
 
 
 def test_a_banned_user_is_refused_until_unbanned(services: Services) -> None:
     services.moderation.ban(42, "spam", banned_by=1)
     with pytest.raises(Refusal, match="cannot make requests"):
-        services.intake.admit(42)
-    services.intake.admit(43)
+        submit(services)
+    submit(services, user_id=43)
     assert services.moderation.unban(42)
-    services.intake.admit(42)
+    submit(services)
+
+
+def test_a_guilds_ban_keeps_the_user_out_of_that_guild_only(services: Services) -> None:
+    services.moderation.ban(42, "spam", banned_by=1, guild_id=GUILD)
+    with pytest.raises(Refusal, match="cannot make requests"):
+        submit(services)
+    submit(services, guild_id=GUILD + 1)
+    assert not services.moderation.unban(42), "no deployment-wide ban to lift"
+    assert services.moderation.unban(42, guild_id=GUILD)
+    submit(services)
 
 
 def test_the_per_minute_rate_is_counted_per_user(services: Services) -> None:
-    intake = services.intake
-    for _ in range(5):
-        intake.admit(42)
-    with pytest.raises(Refusal, match="at most 5 requests a minute"):
-        intake.admit(42)
-    intake.admit(43)
+    for _ in range(3):
+        services.queue.cancel(submit(services))  # finished: only the rate counts them
+    submit(services)
+    submit(services)
+    with pytest.raises(Refusal, match=r"at most 5 requests a minute\. Try again in \d+ s"):
+        submit(services)
+    submit(services, user_id=43)
 
 
 def test_a_user_with_too_many_unfinished_jobs_must_wait(services: Services) -> None:
-    intake = services.intake
-    bound = intake.prepare(request(), GUILD)
-    for n in range(3):
-        intake.enqueue(bound, requester(interaction_id=100 + n))
+    for _ in range(3):
+        submit(services)
     with pytest.raises(Refusal, match="already have 3 requests waiting or running"):
-        intake.admit(42)
-    intake.admit(43)
+        submit(services)
+    submit(services, user_id=43)
 
 
 def test_a_users_own_quota_overrides_the_default(services: Services) -> None:
-    intake = services.intake
     services.moderation.set_quota(42, 1, set_by=1)
-    intake.admit(42)
-    intake.enqueue(intake.prepare(request(), GUILD), requester(interaction_id=200))
+    submit(services)
     with pytest.raises(Refusal, match="used your 1 requests"):
-        intake.admit(42)
+        submit(services)
     assert services.moderation.clear_quota(42)
-    intake.admit(42)
+    submit(services)
+
+
+def test_a_repeated_request_is_answered_even_at_the_limit(services: Services) -> None:
+    bound = services.intake.prepare(request(), GUILD)
+    first = services.intake.submit(bound, requester(interaction_id=900))
+    for _ in range(2):
+        submit(services)
+    again = services.intake.submit(bound, requester(interaction_id=900))
+    assert not again.enqueued.created
+    assert again.enqueued.job.public_id == first.enqueued.job.public_id
 
 
 class LostAcknowledgement(GenerationQueue):
@@ -219,8 +261,10 @@ class LostAcknowledgement(GenerationQueue):
         super().__init__(engine, settings)
         self.dropped = 0
 
-    def enqueue(self, job: NewJob) -> Enqueued:
-        enqueued = super().enqueue(job)
+    def enqueue(
+        self, job: NewJob, *, limits: Limits | None = None, digest: str | None = None
+    ) -> Enqueued:
+        enqueued = super().enqueue(job, limits=limits, digest=digest)
         if not self.dropped:
             self.dropped += 1
             lost = pymysql.err.OperationalError(2013, "Lost connection to MySQL server")
@@ -233,7 +277,43 @@ def test_a_commit_whose_answer_was_lost_is_found_not_failed_nor_doubled(
 ) -> None:
     queue = LostAcknowledgement(services.engine, services.settings.queue)
     intake = dataclasses.replace(services, queue=queue).intake
-    accepted = intake.enqueue(intake.prepare(request(), GUILD), requester(interaction_id=777))
+    accepted = intake.submit(intake.prepare(request(), GUILD), requester(interaction_id=777))
     assert queue.dropped == 1
     assert accepted.enqueued.created, "it is this request's job, not another replica's"
     assert queued_jobs(services) == 1
+
+
+def finished_result_key(services: Services, user_id: int) -> str:
+    """A job of this user's, done by a stand-in master: the key of its image."""
+    public_id = submit(services, user_id=user_id)
+    [job] = services.queue.claim(new_owner("test-master"), 1)
+    assert job.public_id == public_id
+    result, [(key, _)] = stored_result(services.storage, public_id)
+    services.queue.complete(job, result)
+    return key
+
+
+def upscale(key: str) -> GenerationRequest:
+    return GenerationRequest(workflow="upscale-2x", values={"image": key}, purpose=Purpose.UPSCALE)
+
+
+def test_a_button_may_start_from_the_users_own_result_only(services: Services) -> None:
+    key = finished_result_key(services, user_id=42)
+    bound = services.intake.prepare(upscale(key), GUILD)
+    mine = services.intake.submit(bound, requester(interaction_id=next(INTERACTIONS)))
+    assert [i.storage_key for i in mine.enqueued.job.inputs] == [key]
+    stranger = requester(interaction_id=next(INTERACTIONS), user_id=43)
+    with pytest.raises(Refusal, match="only use your own images") as refused:
+        services.intake.submit(bound, stranger)
+    assert refused.value.kind == "forbidden"
+
+
+def test_an_attachment_from_a_host_the_workers_refuse_is_refused_with_their_sentence(
+    services: Services,
+) -> None:
+    image = Attachment(
+        filename="a.png", url="https://evil.example/a.png", size=1000, content_type="image/png"
+    )
+    req = GenerationRequest(workflow="sd15-img2img", values={"prompt": "a boat"}, image=image)
+    with pytest.raises(Refusal, match=r"^input images may not come from evil\.example$"):
+        services.intake.prepare(req, GUILD)

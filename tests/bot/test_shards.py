@@ -35,7 +35,6 @@ class BotProcesses:
             STILLHOUSE_DATABASE__URL=self._url,
             STILLHOUSE_MEMCACHED__SERVERS=self._memcached,
             STILLHOUSE_BOT__TOKEN=self._emu.token,
-            STILLHOUSE_WORKFLOWS__DIR=str(REPO / "workflows"),
             STILLHOUSE_DATA_DIR=str(self._tmp / name),
             STILLHOUSE_LOG__FORMAT="text",
         )

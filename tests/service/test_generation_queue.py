@@ -361,16 +361,34 @@ def test_position_counts_jobs_ahead_and_estimates_the_wait(
 ) -> None:
     for _ in range(3):
         queue.enqueue(new_job())
-    for job in queue.claim("m1", limit=3):
+    claimed = queue.claim("m1", limit=3)
+    clock.advance(2)
+    for job in claimed:
         queue.complete(job, JobResult(images=[IMAGE]))
     waiting = [queue.enqueue(new_job()).job for _ in range(4)]
     position = queue.position(waiting[3].public_id)
     assert position.status is JobStatus.QUEUED
     assert position.ahead == 3
-    # 3 finished in the 600 s window: one every 200 s, four to go.
-    assert position.estimated_wait_s == pytest.approx(800.0)
+    # Each recent job held its worker 2 s, none is running now: four to go, one at a time
+    # (not 800 s from "3 finished in the 600 s window": the queue was idle, not slow).
+    assert position.estimated_wait_s == pytest.approx(8.0)
     with pytest.raises(JobNotFound):
         queue.position("nope")
+
+
+def test_the_wait_is_shared_among_the_workers_busy_now(
+    queue: GenerationQueue, clock: FakeClock
+) -> None:
+    queue.enqueue(new_job())
+    [done] = queue.claim("m1")
+    clock.advance(10)
+    queue.complete(done, JobResult(images=[IMAGE]))
+    for _ in range(2):
+        queue.enqueue(new_job())
+    queue.claim("m1", limit=2)  # two workers busy now
+    waiting = [queue.enqueue(new_job()).job for _ in range(4)]
+    # Four to go (three ahead and itself) at 10 s each, two at a time.
+    assert queue.position(waiting[3].public_id).estimated_wait_s == pytest.approx(20.0)
 
 
 def test_wait_is_unknown_without_recent_history(queue: GenerationQueue) -> None:

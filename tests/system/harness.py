@@ -14,7 +14,6 @@ from stillhouse.config import StorageSettings
 from stillhouse.queue import GenerationQueue, SendQueue
 from stillhouse.schemas.states import DeliveryStatus, JobStatus
 from stillhouse.storage.local import LocalStorage
-from tests.bot.conftest import REPO
 from tests.bot.harness import CHANNEL, GUILD, OTHER_USER, USER, png, queued_id, wait_answer
 from tests.doubles.discord import DiscordEmulator, Interaction
 from tests.master.cluster import Cluster, base_env, storage_env
@@ -31,7 +30,6 @@ def front_env(cluster: Cluster, name: str) -> dict[str, str]:
         **storage_env(cluster.storage),
         "STILLHOUSE_DATABASE__URL": cluster.database_url,
         "STILLHOUSE_MEMCACHED__SERVERS": cluster.memcached,
-        "STILLHOUSE_WORKFLOWS__DIR": str(REPO / "workflows"),
         "STILLHOUSE_DATA_DIR": str(cluster.tmp / name),
         "STILLHOUSE_LOG__FORMAT": "text",
         "STILLHOUSE_INTAKE__PER_MINUTE": "1000",

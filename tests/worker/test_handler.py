@@ -243,9 +243,7 @@ def test_a_storage_outage_at_upload_is_waited_out_within_the_deadline(
 
     assert s3_settings.s3_endpoint_url
     proxy = S3Outage(s3_settings.s3_endpoint_url).start()
-    worker = make_worker(
-        tmp_path, s3_settings.model_copy(update={"s3_endpoint_url": proxy.url})
-    )
+    worker = make_worker(tmp_path, s3_settings.model_copy(update={"s3_endpoint_url": proxy.url}))
     try:
         proxy.down = True
 

@@ -6,7 +6,6 @@ import io
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,8 +15,6 @@ from stillhouse.schemas.worker_io import InputImage, WorkerOutput, parse_error
 from stillhouse.workflows.binder import bind
 from stillhouse.workflows.loader import WorkflowCatalog
 from tests.worker.conftest import WorkerFactory
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def png(width: int, height: int) -> bytes:
@@ -59,7 +56,7 @@ def image_host() -> Iterator[str]:
 
 
 def img2img(url: str) -> tuple[dict[str, Any], list[InputImage]]:
-    workflow = WorkflowCatalog.load(ROOT / "workflows").get("sd15-img2img")
+    workflow = WorkflowCatalog.load().get("sd15-img2img")
     bound = bind(workflow, {"prompt": "a red square", "image": "stillhouse/x/photo.png", "seed": 1})
     [source] = bound.inputs
     return bound.graph.model_dump(by_alias=True), [InputImage(name=source.name, url=url)]  # type: ignore[arg-type]

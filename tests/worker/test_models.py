@@ -10,8 +10,7 @@ from stillhouse.schemas.manifest import ModelFile
 from stillhouse.workflows.loader import WorkflowCatalog
 from worker.models import fetch, wanted
 
-ROOT = Path(__file__).resolve().parents[2]
-CATALOG = WorkflowCatalog.load(ROOT / "workflows")
+CATALOG = WorkflowCatalog.load()
 
 
 def test_each_declared_model_is_wanted_once() -> None:

@@ -27,6 +27,7 @@ from tests.worker.comfy_double import answers
 from tests.worker.conftest import WorkerFactory
 from tests.worker.test_comfy_liveness import NOTICED_WITHIN_S, error_of, run_and_strike
 from tests.worker.test_real_comfyui import CKPT, COMFY_URL, graph
+from worker.handler import INTERRUPT_LIMIT_S
 
 COMFY_DIR = os.environ.get("STILLHOUSE_TEST_COMFY_DIR", "")
 COMFY_PYTHON = os.environ.get("STILLHOUSE_TEST_COMFY_PYTHON", "")
@@ -169,3 +170,30 @@ def test_real_comfyui_jobs_leave_no_file_behind(
         assert "error" not in result, result
     left = [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix == ".png"]
     assert left == [], f"{len(left)} images left, e.g. {left[:3]}"
+
+
+@supervised
+def test_a_frozen_real_comfyui_never_holds_a_job_past_its_deadline(
+    start_worker: WorkerFactory, tmp_path: Path
+) -> None:
+    # The watchdog told to wait for ever: only the job's own deadline can end it.
+    worker = start_worker(
+        comfy_command="",
+        comfy_dir=Path(COMFY_DIR),
+        comfy_python=Path(COMFY_PYTHON),
+        comfy_args=folders(tmp_path),
+        comfy_dead_after_s=3600,
+        startup_timeout_s=300,
+        ws_inactivity_s=60,
+    )
+    assert "error" not in worker.run(graph(64, 1), timeout_s=START_S), "warm-up"
+    worker.progress.clear()  # else the warm-up's steps strike before the job is even sent
+    began = time.monotonic()
+    result, _ = run_and_strike(
+        worker, lambda: os.killpg(worker.ctx.supervisor.process.pid, signal.SIGSTOP), timeout_s=30
+    )
+    elapsed = time.monotonic() - began
+    print(f"\na job of 30 s on a frozen ComfyUI ended after {elapsed:.1f} s")
+    # The deadline, plus at most INTERRUPT_LIMIT_S spent asking the frozen ComfyUI to stop.
+    assert error_of(result).type == "timeout" and 30 - 1 <= elapsed <= 30 + INTERRUPT_LIMIT_S + 1
+    worker.ctx.supervisor.kill()

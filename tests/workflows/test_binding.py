@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import random
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -18,8 +17,7 @@ from stillhouse.workflows.node_schemas import NodeSchemas
 from stillhouse.workflows.validator import validate_graph
 from tests.workflows.strategies import invalid_value, valid_value
 
-ROOT = Path(__file__).resolve().parents[2]
-CATALOG = WorkflowCatalog.load(ROOT / "workflows")
+CATALOG = WorkflowCatalog.load()
 SCHEMAS = NodeSchemas.load()
 SHIPPED = CATALOG.names()
 

@@ -16,7 +16,7 @@ from stillhouse.workflows.node_schemas import NodeSchemas
 from stillhouse.workflows.validator import validate_graph
 
 ROOT = Path(__file__).resolve().parents[2]
-CATALOG = WorkflowCatalog.load(ROOT / "workflows")
+CATALOG = WorkflowCatalog.load()
 SCHEMAS = NodeSchemas.load()
 
 

@@ -28,7 +28,7 @@ def installed_models(behaviour: Behaviour) -> set[str]:
     if behaviour.models:
         return set(behaviour.models)
     models = {"rand-sd15.safetensors"}
-    for workflow in WorkflowCatalog.load(ROOT / "workflows").workflows.values():
+    for workflow in WorkflowCatalog.load().workflows.values():
         models |= workflow.manifest.model_files()
     return models
 
