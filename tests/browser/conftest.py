@@ -1,5 +1,5 @@
 """A real browser (Debian's Chromium, driven by Playwright) against a real `stillhouse up`.
-One preview server serves the whole session; each test gets a fresh browser context, and
+One preview server serves the whole package; each test gets a fresh browser context, and
 fails on any uncaught error in the page."""
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ SIZES = {"wide": WIDE, "phone": PHONE}
 expect.set_options(timeout=15_000)  # a loaded CI machine; passing runs never wait this long
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps an event loop running in the
+# main thread while it lives, and every later test's asyncio.run() would refuse to start.
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
         message = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
@@ -34,7 +36,7 @@ def browser() -> Iterator[Browser]:
         launched.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The base URL of a preview-mode `stillhouse up`."""
     with preview_up(tmp_path_factory.mktemp("up")) as base:
