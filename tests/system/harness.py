@@ -50,6 +50,9 @@ class System:
             **front_env(self.cluster, name),
             "STILLHOUSE_QUEUE__BACKOFF_BASE_S": "0.5",
             "STILLHOUSE_QUEUE__BACKOFF_MAX_S": "5",
+            # Scaled like the defaults (6 tries from 5 s, doubling to 300 s: at least ~75 s
+            # of outage survived): 10 tries from 0.5 s to 5 s outlast the tests' 10-15 s.
+            "STILLHOUSE_QUEUE__DELIVERY_MAX_ATTEMPTS": "10",
         }
 
     def start(self, *, workers: int, masters: int, **bot_env: str) -> None:
