@@ -7,14 +7,20 @@ What Discord answers decides the row: sent; retried later (429 with its Retry-Af
 unknown channel: retrying cannot help). Leases are renewed while a send is in progress,
 so a slow send is never picked up by a second process. The loop survives any error: it
 is logged and counted (`stillhouse_loop_errors_total{loop="delivery"}`).
+
+The loop's database work runs on threads of its own, and lease renewal on one more: on
+asyncio's shared pool they would queue behind a burst of /serve acceptances, and a lease
+that lapses while its answer is on the way is an answer sent twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import aiohttp
@@ -37,6 +43,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 RETRY_SOON_S = 1.0
 LOOP_RESTART_S = 1.0
+DELIVERY_THREADS = 2  # claims and records: short statements, one batch at a time
 
 
 class DeliveryLoop:
@@ -57,19 +64,32 @@ class DeliveryLoop:
         self._settings = services.settings.bot
         self._routes = Routes(client, services, limiter)
         self._metrics = metrics or BotMetrics()
+        self._threads = ThreadPoolExecutor(DELIVERY_THREADS, thread_name_prefix="delivery")
+        self._lease_thread = ThreadPoolExecutor(1, thread_name_prefix="send-leases")
+
+    async def _blocking(
+        self, call: Callable[..., T], *args: Any, executor: ThreadPoolExecutor | None = None
+    ) -> T:
+        """`call` on the loop's own threads (with this task's log context)."""
+        context = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(
+            executor or self._threads, context.run, call, *args
+        )
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Claim and deliver until `stopping` is set."""
+        self._threads = ThreadPoolExecutor(DELIVERY_THREADS, thread_name_prefix="delivery")
+        self._lease_thread = ThreadPoolExecutor(1, thread_name_prefix="send-leases")
         renewer = asyncio.create_task(self._renew(stopping), name="renew-send-leases")
         try:
             while not stopping.is_set():
                 try:
-                    rows = await asyncio.to_thread(
+                    rows = await self._blocking(
                         self._s.sends.claim, self._owner, self._settings.delivery_batch
                     )
                     # One look for the whole batch: their jobs have ended, so no progress
                     # edit can start now; only one already under way makes a row wait.
-                    fenced = await asyncio.to_thread(
+                    fenced = await self._blocking(
                         self._s.fence.held_until, [row.job_id for row in rows]
                     )
                 except DBAPIError as exc:
@@ -88,6 +108,8 @@ class DeliveryLoop:
         finally:
             renewer.cancel()
             await asyncio.gather(renewer, return_exceptions=True)
+            self._threads.shutdown(wait=False)
+            self._lease_thread.shutdown(wait=False)
 
     async def deliver(self, row: DeliveryRecord, fenced: bool = True) -> None:
         """Send one row and record what happened; never raises."""
@@ -179,7 +201,7 @@ class DeliveryLoop:
         give_up = time.monotonic() + self._s.settings.queue.delivery_lease_s
         while True:
             try:
-                return await asyncio.to_thread(operation, *args)
+                return await self._blocking(operation, *args)
             except DBAPIError as exc:
                 if time.monotonic() + delay > give_up or (
                     not exc.connection_invalidated and ("connect" not in str(exc.orig).lower())
@@ -196,7 +218,9 @@ class DeliveryLoop:
             if not self._held:
                 continue
             try:
-                await asyncio.to_thread(self._s.sends.renew, self._owner, set(self._held))
+                await self._blocking(
+                    self._s.sends.renew, self._owner, set(self._held), executor=self._lease_thread
+                )
             except DBAPIError as exc:
                 log.warning("lease renewal failed: %r", exc, extra={"action": "bot.renew"})
             except Exception:  # a dead renewer would let every send lease lapse

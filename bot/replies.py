@@ -21,7 +21,7 @@ T = TypeVar("T")
 
 ALREADY_ACKNOWLEDGED = 40060
 UNKNOWN_INTERACTION = 10062
-ACK_BUDGET_S = 2.0  # Discord allows 3 s; past this we defer and finish afterwards
+ACK_BUDGET_S = 2.0  # of Discord's 3 s from the interaction; past it we defer, then finish
 CLAIM_TTL_S = 15 * 60.0
 OUR_FAULT = "Something went wrong on our side. Please try again in a moment."
 
@@ -61,13 +61,21 @@ async def reply(
         raise
 
 
+def ack_budget_left(interaction: discord.Interaction) -> float:
+    """Seconds left of the budget, counted from the interaction's making (its snowflake),
+    not from when we got to it: a lagging gateway or a busy process has spent some.
+    A clock behind Discord's gives the whole budget, never more."""
+    age = (discord.utils.utcnow() - interaction.created_at).total_seconds()
+    return min(ACK_BUDGET_S, max(0.0, ACK_BUDGET_S - age))
+
+
 async def within_ack_budget(
     interaction: discord.Interaction, work: Callable[[], T], *, ephemeral: bool = False
 ) -> T:
-    """Run blocking `work` (database, memcached) in a thread; if it takes longer than
-    the acknowledgement budget, defer first so the interaction does not expire."""
+    """Run blocking `work` (database, memcached) in a thread; if it outlasts what is
+    left of the acknowledgement budget, defer first so the interaction does not expire."""
     task: asyncio.Future[T] = asyncio.ensure_future(asyncio.to_thread(work))
-    done, _ = await asyncio.wait({task}, timeout=ACK_BUDGET_S)
+    done, _ = await asyncio.wait({task}, timeout=ack_budget_left(interaction))
     if not done and not interaction.response.is_done():
         await interaction.response.defer(ephemeral=ephemeral, thinking=True)
     return await task

@@ -16,7 +16,8 @@ first looks for its earlier message in the channel's recent history: the bot's m
 naming the request, without a Cancel button.
 
 What remains: a repeat beyond the nonce window, in a channel whose history the bot may
-not read, posts a second message.
+not read (or where more than HISTORY_LOOKBACK messages came between the row's making and
+its earlier message), posts a second message.
 """
 
 from __future__ import annotations
@@ -46,7 +47,9 @@ GONE = {UNKNOWN_MESSAGE, UNKNOWN_WEBHOOK, INVALID_WEBHOOK_TOKEN}
 # may only be one the answering process has not made yet.
 ANSWER_WINDOW_S = 5.0
 FENCE_POLL_S = 0.05
-HISTORY_LOOKBACK = 100
+# Messages read after the row was made, oldest first: a busy channel (13 a second in the
+# soak) holds hundreds before a backlogged first try's message; 10 pages at most.
+HISTORY_LOOKBACK = 1000
 
 
 class Undeliverable(StillhouseError):
@@ -138,8 +141,11 @@ class Routes:
         """The bot's message already answering this request, if the channel shows one."""
         me = self._client.user
         since = discord.Object(discord.utils.time_snowflake(row.created_at - timedelta(seconds=5)))
+        started = discord.utils.utcnow()
         try:
             async for message in channel.history(limit=HISTORY_LOOKBACK, after=since):
+                if message.created_at > started:
+                    break  # what an earlier try sent is older than this try
                 if me is not None and message.author.id == me.id and answers(message, row):
                     return message.id
         except discord.HTTPException as exc:  # no Read Message History: cannot tell

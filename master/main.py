@@ -109,6 +109,7 @@ async def serve(
             if runner is not None:
                 await runner.cleanup()
             locks.close()
+            wake.close()
             engine.dispose()
             log.info("master stopped", extra={"action": "master.stop"})
 

@@ -41,7 +41,21 @@ class DatabaseSettings(BaseModel):
         description="`mysql+pymysql://user:pass@host:3306/db` or `sqlite:///path`; "
         "default: SQLite in the data dir",
     )
-    pool_size: int = Field(default=5, ge=1, le=200, description="connections kept per process")
+    pool_size: int | None = Field(
+        default=None,
+        ge=1,
+        le=200,
+        description="connections kept per process; default: asyncio's default thread pool "
+        "(CPUs + 4, at most 32) + 4, so every thread that may use one at once keeps its "
+        "own instead of opening and closing one per use",
+    )
+    tls: Literal["auto", "off", "preferred"] = Field(
+        default="auto",
+        description="MySQL TLS: `preferred` (PyMySQL's default) tries it; `off` never; "
+        "`auto` is off for a server on this machine (127.0.0.1, ::1, localhost), else "
+        "preferred. Certificates and stricter modes go in the URL's query "
+        "(`?ssl_ca=...`), which always wins",
+    )
     connect_timeout_s: float = Field(default=10.0, gt=0, description="connect timeout (MySQL)")
     io_timeout_s: float = Field(
         default=15.0,

@@ -4,7 +4,8 @@ its next idle poll. A hint only says "look now": the database stays the arbiter,
 lost hint (memcached down or restarted) costs only the old polling interval.
 
 In one process (`stillhouse up`) the counters live in memory; across processes, in
-memcached, read every WATCH_S (a `get` on loopback takes a fraction of a millisecond).
+memcached, read every WATCH_S by one thread per process and topic (a `get` on loopback
+costs 38 microseconds of CPU with a plain client).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Any, Protocol
 from stillhouse.config import MemcachedSettings
 
 JOBS = "jobs"  # a job was queued (or handed back): masters, claim
-WATCH_S = 0.005
+WATCH_S = 0.01
+UNREACHABLE_RETRY_S = 1.0
 
 
 class Hints(Protocol):
@@ -28,6 +30,9 @@ class Hints(Protocol):
 
     def version(self, topic: str) -> int | None:
         """The counter now (None: unknown, e.g. memcached down)."""
+
+    def close(self) -> None:
+        """Release connections and threads."""
 
 
 class InProcessHints:
@@ -44,6 +49,9 @@ class InProcessHints:
     def version(self, topic: str) -> int | None:
         return self._counters.get(topic, 0)
 
+    def close(self) -> None:
+        return None
+
 
 class MemcachedHints:
     """Counters in memcached, shared by every process; failures are silent (a hint)."""
@@ -52,6 +60,7 @@ class MemcachedHints:
         from pymemcache.client.hash import HashClient
 
         self._prefix = settings.key_prefix + "hint:"
+        self._settings = settings
         self._client: Any = HashClient(
             settings.server_list(),
             use_pooling=True,
@@ -63,6 +72,8 @@ class MemcachedHints:
             dead_timeout=1,
             ignore_exc=True,  # a hint that does not arrive only costs the polling interval
         )
+        self._watchers: dict[str, Watcher] = {}
+        self._watchers_lock = threading.Lock()
 
     def bump(self, topic: str) -> None:
         key = self._prefix + topic
@@ -70,11 +81,66 @@ class MemcachedHints:
             self._client.add(key, "1", expire=0)
 
     def version(self, topic: str) -> int | None:
-        value = self._client.get(self._prefix + topic)
+        return _counter(self._client.get(self._prefix + topic))
+
+    def watcher(self, topic: str) -> Watcher:
+        """This process's one watcher of the topic (started at the first ask)."""
+        with self._watchers_lock:
+            found = self._watchers.get(topic)
+            if found is None:
+                found = self._watchers[topic] = Watcher(self._topic_client(topic), topic)
+            return found
+
+    def close(self) -> None:
+        """Stop the watchers and close every connection."""
+        with self._watchers_lock:
+            watchers, self._watchers = list(self._watchers.values()), {}
+        for watcher in watchers:
+            watcher.stop()
+        self._client.close()
+
+    def _topic_client(self, topic: str) -> TopicClient:
+        """A plain client to the server that holds the topic's key, for one thread: no
+        pool and no hashing per read (38 against 108 microseconds of CPU a `get`,
+        measured here)."""
+        from pymemcache.client.base import Client
+
+        key = self._prefix + topic
+        host, port = str(self._client.hasher.get_node(key)).rsplit(":", 1)
+        client = Client(
+            (host, int(port)),
+            default_noreply=False,
+            connect_timeout=self._settings.connect_timeout_s,
+            timeout=self._settings.timeout_s,
+        )
+        return TopicClient(client, key)
+
+
+class TopicClient:
+    """Reads one key's counter; None while memcached cannot be reached."""
+
+    def __init__(self, client: Any, key: str) -> None:
+        self._client = client
+        self._key = key
+
+    def read(self) -> int | None:
+        from pymemcache.exceptions import MemcacheError
+
         try:
-            return int(value) if value is not None else 0
-        except ValueError:
+            return _counter(self._client.get(self._key))
+        except (MemcacheError, OSError):
+            self._client.close()  # reconnects at the next read
             return None
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _counter(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None else 0
+    except ValueError:
+        return None
 
 
 def make_hints(settings: MemcachedSettings) -> Hints:
@@ -84,13 +150,78 @@ def make_hints(settings: MemcachedSettings) -> Hints:
     return InProcessHints()
 
 
+class Watcher:
+    """Reads one topic's counter every WATCH_S on a thread of its own while anyone
+    waits, and wakes the waiting tasks when it moves. Each waiter polling through
+    asyncio's thread pool cost more CPU than the reads themselves (a thread hop 200 times
+    a second per master)."""
+
+    def __init__(self, source: TopicClient, topic: str) -> None:
+        self._source = source
+        self._cond = threading.Condition()
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._stopped = False
+        self.latest: int | None = None
+        thread = threading.Thread(target=self._run, name=f"hint-{topic}", daemon=True)
+        thread.start()
+
+    async def changed(self, seen: int | None, timeout_s: float) -> int | None:
+        """The counter once it differs from `seen`, or whatever it is after `timeout_s`."""
+        loop = asyncio.get_running_loop()
+        woken: asyncio.Future[None] = loop.create_future()
+        with self._cond:
+            if self.latest is not None and self.latest != seen:
+                return self.latest
+            self._waiters.append((loop, woken))
+            self._cond.notify()
+        try:
+            await asyncio.wait_for(woken, timeout_s)
+        except TimeoutError:
+            pass
+        finally:
+            with self._cond:
+                if (loop, woken) in self._waiters:
+                    self._waiters.remove((loop, woken))
+        return self.latest
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: bool(self._waiters) or self._stopped)
+                if self._stopped:
+                    break
+            now = self._source.read()
+            with self._cond:
+                moved = now != self.latest
+                self.latest = now
+                woken = self._waiters if moved and now is not None else []
+                if woken:
+                    self._waiters = []
+            for loop, future in woken:
+                loop.call_soon_threadsafe(_wake, future)
+            # The polling interval of this watcher thread; memcached away: look less often.
+            time.sleep(WATCH_S if now is not None else UNREACHABLE_RETRY_S)
+        self._source.close()
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 async def changed(hints: Hints, topic: str, seen: int | None, timeout_s: float) -> int | None:
     """Wait until the topic's counter moves past `seen` or `timeout_s` passes; the counter
-    then. Reads in a thread only when the hints live in memcached."""
+    then. In-process counters are read directly; memcached's by the topic's Watcher."""
+    if isinstance(hints, MemcachedHints):
+        return await hints.watcher(topic).changed(seen, timeout_s)
     deadline = time.monotonic() + timeout_s
-    local = isinstance(hints, InProcessHints)
     while True:
-        now = hints.version(topic) if local else await asyncio.to_thread(hints.version, topic)
+        now = hints.version(topic)
         if now is not None and now != seen:
             return now
         remaining = deadline - time.monotonic()

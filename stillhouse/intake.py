@@ -39,7 +39,7 @@ from stillhouse.inputs import (
     owner_tag,
     refused_source,
 )
-from stillhouse.moderation import EVERYWHERE, INTAKE_PAUSED, Moderation
+from stillhouse.moderation import EVERYWHERE, Moderation, Standing
 from stillhouse.queue import GenerationQueue
 from stillhouse.queue.admission import IdempotencyConflict, LimitReached, Limits, same_request
 from stillhouse.queue.records import Enqueued, JobRecord, QueuePosition
@@ -179,28 +179,37 @@ class Intake:
         and in the requester's guild; that every stored image is the requester's own;
         then the user's limits, counted in the one transaction that inserts the job, so
         concurrent requests cannot all pass."""
-        if requester.request_id is not None:
-            existing = self.queue.get_by_interaction(requester.request_id)
-            if existing is not None:
-                enqueued = self._same_request(existing, digest)
-                return self._accepted(enqueued, bound, requester)
-        self._check_open(requester.user_id, requester.guild_id)
-        self._check_owned(bound, requester)
-        enqueued = self._enqueue(self._new_job(bound, requester), self._limits(requester), digest)
+        standing = self.moderation.standing(requester.user_id, requester.guild_id)
+        try:
+            self._check_open(standing)
+            self._check_owned(bound, requester)
+        except Refusal:
+            # Looked up only now: the admission transaction finds a retry on its own.
+            existing = self._made_before(requester)
+            if existing is None:
+                raise
+            return self._accepted(self._same_request(existing, digest), bound, requester)
+        enqueued = self._enqueue(self._new_job(bound, requester), self._limits(standing), digest)
         if enqueued.created:
             self.hints.bump(JOBS)  # a master claims it now, not at its next look
         return self._accepted(enqueued, bound, requester)
 
-    def _check_open(self, user_id: int, guild_id: int | None) -> None:
-        paused = self.moderation.switch_for(INTAKE_PAUSED, guild_id)
-        if paused.enabled:
+    def _made_before(self, requester: Requester) -> JobRecord | None:
+        if requester.request_id is None:
+            return None
+        return self.queue.get_by_interaction(requester.request_id)
+
+    @staticmethod
+    def _check_open(standing: Standing) -> None:
+        paused = standing.paused
+        if paused is not None:
             where = " here" if paused.guild_id != EVERYWHERE else ""
             why = f" ({paused.note})" if paused.note else ""
             raise Refusal(
                 f"New requests are paused{where} for now{why}. Please try again later.",
                 "paused",
             )
-        if self.moderation.ban_of(user_id, guild_id) is not None:
+        if standing.banned:
             raise Refusal("You cannot make requests here.", "banned")
 
     def _check_hosts(self, bound: BoundWorkflow) -> None:
@@ -232,10 +241,10 @@ class Intake:
         mine = routing.source == requester.source and routing.user_id == requester.user_id
         return mine and key in {image.key for image in job.result.images}
 
-    def _limits(self, requester: Requester) -> Limits:
+    def _limits(self, standing: Standing) -> Limits:
         # A user's own quota (0 included) wins; the default 0 means no daily limit.
-        own = self.moderation.quota_of(requester.user_id)
         settings = self.settings
+        own = standing.quota
         return Limits(
             per_minute=settings.per_minute,
             max_active=settings.max_active_jobs,
@@ -271,7 +280,7 @@ class Intake:
     def _accepted(self, enqueued: Enqueued, bound: BoundWorkflow, requester: Requester) -> Accepted:
         """Where the job stands, logged."""
         try:
-            position = self.queue.position(enqueued.job.public_id)
+            position = self.queue.position_of(enqueued.job)
         except DBAPIError:  # it is queued; where it stands can be told later
             position = QueuePosition(status=JobStatus.QUEUED, ahead=None, estimated_wait_s=None)
         log.info(

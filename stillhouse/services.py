@@ -88,4 +88,5 @@ class Services:
     def close(self) -> None:
         """Drop connections (at shutdown)."""
         self.locks.close()
+        self.hints.close()
         self.engine.dispose()

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import random
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, or_, select, update
+from sqlalchemy import Connection, Engine, and_, case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
+from stillhouse.config import QueueSettings
 from stillhouse.errors import JobNotFound, LeaseLost
 from stillhouse.ids import new_public_id, partition_of
 from stillhouse.queue import outcomes
@@ -22,7 +24,7 @@ from stillhouse.queue.admission import (
     same_request,
 )
 from stillhouse.queue.base import QueueTable
-from stillhouse.queue.estimates import estimated_wait_s
+from stillhouse.queue.estimates import PaceCache
 from stillhouse.queue.records import (
     CancelOutcome,
     Enqueued,
@@ -42,6 +44,7 @@ from stillhouse.queue.statements import (
     lease_jobs,
     runnable_jobs,
 )
+from stillhouse.queue.timing import Clock, utcnow
 from stillhouse.schemas.jobs import JobResult, NewJob
 from stillhouse.schemas.states import ACTIVE_JOB_STATES, TERMINAL_JOB_STATES, JobStatus
 from stillhouse.schemas.worker_io import ErrorInfo
@@ -51,6 +54,17 @@ _C = JOBS.c
 
 class GenerationQueue(QueueTable):
     """Named operations on generation_queue; each is one transaction."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        settings: QueueSettings,
+        *,
+        clock: Clock = utcnow,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        super().__init__(engine, settings, clock=clock, rand=rand)
+        self._pace = PaceCache()
 
     # -- fronts ---------------------------------------------------------------------------
 
@@ -137,9 +151,11 @@ class GenerationQueue(QueueTable):
     def _by_request(conn: Connection, interaction_id: int | None) -> JobRecord | None:
         if interaction_id is None:
             return None
-        row = conn.execute(select(JOBS).where(_C.interaction_id == interaction_id)).mappings()
-        found = row.first()
-        return None if found is None else JobRecord.from_row(found)
+        # The id first: the usual answer is "none", and a whole row costs its columns.
+        found = conn.execute(select(_C.id).where(_C.interaction_id == interaction_id)).scalar()
+        if found is None:
+            return None
+        return JobRecord.from_row(conn.execute(select(JOBS).where(_C.id == found)).mappings().one())
 
     def get(self, public_id: str) -> JobRecord | None:
         """The job with this public id, or None."""
@@ -191,6 +207,10 @@ class GenerationQueue(QueueTable):
         job = self.get(public_id)
         if job is None:
             raise JobNotFound(public_id)
+        return self.position_of(job)
+
+    def position_of(self, job: JobRecord) -> QueuePosition:
+        """Where a job just read or just queued stands (no second read of its row)."""
         if job.status is not JobStatus.QUEUED:
             return QueuePosition(status=job.status, ahead=None, estimated_wait_s=None)
         with self._engine.connect() as conn:
@@ -199,9 +219,10 @@ class GenerationQueue(QueueTable):
                 .select_from(JOBS)
                 .where(_C.status == JobStatus.QUEUED, _ahead_of(job))
             ).scalar_one()
-            wait = estimated_wait_s(
-                conn, ahead, now=self._clock(), window_s=self._settings.estimate_window_s
+            pace = self._pace.pace(
+                conn, now=self._clock(), window_s=self._settings.estimate_window_s
             )
+        wait = None if pace is None else pace.wait_s(ahead)
         return QueuePosition(status=job.status, ahead=ahead, estimated_wait_s=wait)
 
     def cancel(self, public_id: str) -> CancelOutcome:

@@ -184,15 +184,16 @@ def test_a_bot_killed_after_discord_took_the_answer_leaves_one_answer(bots: Bots
 
 
 @pytest.mark.parametrize(
-    ("channel", "beyond_nonce_window", "messages"),
+    ("channel", "beyond_nonce_window", "messages", "chatter"),
     [
-        (CHANNEL, True, 1),  # found in the channel's history
-        (NO_HISTORY, False, 1),  # no history to read: the nonce returns the first post
-        (NO_HISTORY, True, 2),  # neither: the window docs/operations.md names
+        (CHANNEL, True, 1, 0),  # found in the channel's history
+        (CHANNEL, True, 1, 250),  # found behind 250 other answers (pages of 100)
+        (NO_HISTORY, False, 1, 0),  # no history to read: the nonce returns the first post
+        (NO_HISTORY, True, 2, 0),  # neither: the window docs/operations.md names
     ],
 )
 def test_a_bot_killed_after_a_channel_post_is_answered_once_where_discord_can_tell(
-    bots: Bots, channel: int, beyond_nonce_window: bool, messages: int
+    bots: Bots, channel: int, beyond_nonce_window: bool, messages: int, chatter: int
 ) -> None:
     emu = bots.emu
     # Interaction tokens used for 10 ms only: every answer goes to the channel.
@@ -200,6 +201,7 @@ def test_a_bot_killed_after_a_channel_post_is_answered_once_where_discord_can_te
     ix = emu.slash_command(GUILD, channel, USER, "serve", options={"prompt": "in channel"})
     public_id = queued_id(ix)
     killed = bots.kill_on_first("channel_post", public_id)
+    emu.chatter(channel, chatter)  # a busy channel: other answers since the job ended
     complete(bots, public_id)
     wait_until(lambda: killed, 20, what="the first sender killed")
     if beyond_nonce_window:

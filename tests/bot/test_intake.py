@@ -197,6 +197,28 @@ def test_a_guilds_pause_refuses_there_only(services: Services) -> None:
     submit(services)
 
 
+def test_with_both_paused_the_deployment_wide_note_is_the_one_read(services: Services) -> None:
+    services.moderation.set_switch(INTAKE_PAUSED, True, "art contest", guild_id=GUILD)
+    services.moderation.set_switch(INTAKE_PAUSED, True, "upgrade")
+    with pytest.raises(Refusal, match=r"paused for now \(upgrade\)"):
+        submit(services)
+    services.moderation.set_switch(INTAKE_PAUSED, False)
+    with pytest.raises(Refusal, match=r"paused here for now \(art contest\)"):
+        submit(services)
+
+
+def test_a_request_made_before_a_pause_or_ban_is_answered_as_made(services: Services) -> None:
+    bound = services.intake.prepare(request(), GUILD)
+    first = services.intake.submit(bound, requester(interaction_id=901))
+    services.moderation.set_switch(INTAKE_PAUSED, True, "upgrade")
+    services.moderation.ban(42, "spam", banned_by=1, guild_id=GUILD)
+    again = services.intake.submit(bound, requester(interaction_id=901))
+    assert not again.enqueued.created
+    assert again.enqueued.job.public_id == first.enqueued.job.public_id
+    with pytest.raises(Refusal, match="paused"):
+        services.intake.submit(bound, requester(interaction_id=902))
+
+
 def test_a_banned_user_is_refused_until_unbanned(services: Services) -> None:
     services.moderation.ban(42, "spam", banned_by=1)
     with pytest.raises(Refusal, match="cannot make requests"):

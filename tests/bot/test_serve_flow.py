@@ -4,7 +4,11 @@ does."""
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
+from typing import Any
+
+import pytest
 
 from stillhouse.errors import ObjectNotFound
 from stillhouse.schemas.states import DeliveryStatus, JobStatus
@@ -115,6 +119,30 @@ def test_a_result_after_the_token_lifetime_is_posted_in_the_channel_with_a_menti
         assert message.attachments and f"sh:r:{public_id}" in buttons(message)
         assert message.nonce == f"sh-{public_id}", "a repeat would return this message"
         assert ix.followups == []
+
+
+def test_an_interaction_that_reaches_the_bot_late_is_still_deferred_within_3_s(
+    emu: DiscordEmulator, maria_services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Discord's 3 s count from the interaction's making: one delivered 1.5 s late, whose
+    queueing is slow, is deferred before they run out (a 2 s budget counted from the
+    bot's first look would answer at 3.5 s: "Unknown interaction"), then answered."""
+    seen = threading.Event()
+    submit = maria_services.intake.submit
+
+    def slow_until_seen(*args: Any, **kwargs: Any) -> Any:
+        seen.wait(10)  # the database answers only once the test saw the deferral
+        return submit(*args, **kwargs)
+
+    monkeypatch.setattr(maria_services.intake, "submit", slow_until_seen)
+    emu.interaction_lag_s = 1.5
+    with running_bot(maria_services, emu):
+        ix = serve(emu)
+        response = ix.wait_response()
+        seen.set()
+        assert response["type"] == 5, "deferred (the emulator refuses callbacks after 3 s)"
+        public_id = queued_id(ix)
+        assert maria_services.queue.get(public_id) is not None
 
 
 def test_a_429_then_200_delivers_once(emu: DiscordEmulator, maria_services: Services) -> None:

@@ -391,6 +391,24 @@ def test_the_wait_is_shared_among_the_workers_busy_now(
     assert queue.position(waiting[3].public_id).estimated_wait_s == pytest.approx(20.0)
 
 
+def test_a_busy_queues_pace_comes_from_its_most_recent_jobs(
+    queue: GenerationQueue, clock: FakeClock
+) -> None:
+    for _ in range(60):
+        queue.enqueue(new_job())
+    claimed = queue.claim("m1", limit=60)
+    assert len(claimed) == 60
+    clock.advance(30)
+    for job in claimed:
+        clock.advance(1)  # one finishes each second
+        queue.complete(job, JobResult(images=[IMAGE]))
+    waiting = [queue.enqueue(new_job()).job for _ in range(10)]
+    # The last 50 finished over 49 s: ten to go take about 10 s (not the 100 s that "60
+    # finished in the 600 s window" says, nor the minute each held its worker).
+    wait = queue.position(waiting[9].public_id).estimated_wait_s
+    assert wait == pytest.approx(10 * 49 / 50)
+
+
 def test_wait_is_unknown_without_recent_history(queue: GenerationQueue) -> None:
     job = queue.enqueue(new_job()).job
     position = queue.position(job.public_id)

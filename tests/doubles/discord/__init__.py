@@ -10,8 +10,10 @@ See `server.DiscordEmulator` for the whole interface. Behaviours a bot must cope
 - `slash_command` checks the synced commands (`tree.sync()`, or `emu.register_commands`):
   an unknown command or option, or a wrong option type, raises in the test.
 - A callback more than 3 s (emulator clock) after the interaction: 404 10062; a second
-  callback: 400 40060. Follow-ups before any callback: 404 10015; after 15 min: 401 50027
-  (discord.py raises a plain `HTTPException` for 401).
+  callback: 400 40060. `emu.interaction_lag_s` delivers interactions that much late
+  (a lagging gateway or bot); the 3 s still count from the interaction's making.
+  Follow-ups before any callback: 404 10015; after 15 min: 401 50027 (discord.py raises
+  a plain `HTTPException` for 401).
 - The first follow-up after a deferral (callback type 5) edits the "thinking" message
   instead of creating one (Discord's documented rule), keeping its ephemerality.
 - Several discord.py clients in one process must share one `ClientThread` (one loop).

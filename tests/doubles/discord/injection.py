@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Coroutine, Mapping
 from typing import Any, TypeVar
 
-from tests.doubles.discord import events
+from tests.doubles.discord import events, messages
 from tests.doubles.discord.gateway import Gateway
 from tests.doubles.discord.state import AttachmentSpec, Interaction, Message, State
 
@@ -23,6 +23,10 @@ class Injector:
     state: State
     _gateway: Gateway | None
     _loop: asyncio.AbstractEventLoop | None
+    # The gateway (or the bot's reading of it) running late: each INTERACTION_CREATE
+    # reaches the bot this long after the interaction was made; Discord's 3 s still
+    # count from its making.
+    interaction_lag_s: float = 0.0
 
     def slash_command(
         self,
@@ -111,6 +115,18 @@ class Injector:
             )
         return self._deliver(ix)
 
+    def chatter(self, channel_id: int, count: int) -> list[Message]:
+        """`count` messages of the bot's in a channel, as a busy channel fills with other
+        requests' answers (no gateway events)."""
+        with self.state.cond:
+            ch = self.state.channels[channel_id]
+            return [
+                messages.new_message(
+                    self.state, ch.id, ch.guild_id, "channel", {"content": f"other {n}"}, {}
+                )
+                for n in range(count)
+            ]
+
     def _channel_for(self, guild_id: int | None, channel_id: int, user_id: int) -> Any:
         if guild_id is None:
             return self.state.dm_channel(user_id, channel_id)
@@ -121,8 +137,17 @@ class Injector:
 
     def _deliver(self, ix: Interaction) -> Interaction:
         assert self._gateway is not None, "start() the emulator first"
-        self._call(self._gateway.dispatch(ix.guild_id, "INTERACTION_CREATE", ix.payload))
+        dispatch = self._gateway.dispatch(ix.guild_id, "INTERACTION_CREATE", ix.payload)
+        if self.interaction_lag_s <= 0:
+            self._call(dispatch)
+        else:
+            assert self._loop is not None
+            asyncio.run_coroutine_threadsafe(self._late(dispatch), self._loop)
         return ix
+
+    async def _late(self, dispatch: Coroutine[Any, Any, None]) -> None:
+        await asyncio.sleep(self.interaction_lag_s)  # the simulated lag itself
+        await dispatch
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
         assert self._loop is not None

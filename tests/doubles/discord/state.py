@@ -191,6 +191,7 @@ class Interaction:
     cond: threading.Condition = field(repr=False)
     message_id: int | None = None  # the message a component is on
     response: dict[str, Any] | None = None
+    responded_at: float | None = None  # when the callback landed (emulator clock)
     original: Message | None = None
     _followups: list[Message] = field(default_factory=list, repr=False)
     _delivered_to: list[tuple[int, int]] = field(default_factory=list, repr=False)

@@ -74,6 +74,7 @@ class Webhooks:
         with self.state.cond:
             event, msg = self._respond(ix, kind, data, files)
             ix.response = {"type": kind, "data": data}
+            ix.responded_at = self.state.clock.now()
             answer = self._answer(ix, kind, msg)
             self.state.cond.notify_all()
         if event is not None and msg is not None and not msg.ephemeral:
