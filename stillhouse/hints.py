@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from stillhouse.config import MemcachedSettings
 
 JOBS = "jobs"  # a job was queued (or handed back): masters, claim
+SENDS = "sends"  # a job's outcome row was written: bots, deliver
 WATCH_S = 0.01
 UNREACHABLE_RETRY_S = 1.0
 

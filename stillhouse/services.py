@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 from sqlalchemy import Engine
 
 from stillhouse.config import Settings
 from stillhouse.db.engine import make_engine
 from stillhouse.filters import ContentFilter
-from stillhouse.hints import Hints, InProcessHints, make_hints
+from stillhouse.hints import SENDS, Hints, InProcessHints, make_hints
 from stillhouse.intake import Intake
 from stillhouse.locks import LockService, make_locks
 from stillhouse.moderation import Moderation
@@ -67,10 +68,13 @@ class Services:
         """Connect to what the settings name (nothing is contacted until first use);
         `stillhouse up` passes the engine, locks and storage it shares between fronts."""
         engine = engine or make_engine(settings)
+        hints = hints or make_hints(settings.memcached)
         return cls(
             settings=settings,
             engine=engine,
-            queue=GenerationQueue(engine, settings.queue, clock=clock),
+            queue=GenerationQueue(
+                engine, settings.queue, clock=clock, told=partial(hints.bump, SENDS)
+            ),
             sends=SendQueue(engine, settings.queue, clock=clock),
             fence=MessageFence(engine, settings.queue, clock=clock),
             insights=QueueInsights(engine, clock=clock),
@@ -82,7 +86,7 @@ class Services:
                 settings.intake.word_list(), settings.intake.filter_file
             ),
             clock=clock,
-            hints=hints or make_hints(settings.memcached),
+            hints=hints,
         )
 
     def close(self) -> None:

@@ -62,9 +62,13 @@ class GenerationQueue(QueueTable):
         *,
         clock: Clock = utcnow,
         rand: Callable[[], float] = random.random,
+        told: Callable[[], None] | None = None,
     ) -> None:
+        """`told` runs after every committed transaction that wrote a job's outcome row
+        (a wake-up hint for the processes that deliver them)."""
         super().__init__(engine, settings, clock=clock, rand=rand)
         self._pace = PaceCache()
+        self._told = told or _nobody
 
     # -- fronts ---------------------------------------------------------------------------
 
@@ -227,6 +231,12 @@ class GenerationQueue(QueueTable):
 
     def cancel(self, public_id: str) -> CancelOutcome:
         """Cancel a queued job now; ask the holder of a running one to cancel it."""
+        outcome = self._cancel(public_id)
+        if outcome is CancelOutcome.CANCELLED:
+            self._told()
+        return outcome
+
+    def _cancel(self, public_id: str) -> CancelOutcome:
         now = self._clock()
         with self._engine.begin() as conn:
             row = (
@@ -371,13 +381,17 @@ class GenerationQueue(QueueTable):
             if too_late and SUCCEED_HELD.execute(conn, params).rowcount != 1:
                 raise LeaseLost(f"job {job.public_id} is no longer held by {job.lease_owner}")
             outcomes.result(conn, job, result, now, self._settings, cancel_too_late=too_late)
+        self._told()
 
     def fail(self, job: JobRecord, error: ErrorInfo) -> FailOutcome:
         """Retry with backoff if the error allows and attempts remain; else fail for good."""
         now = self._clock()
         with self._engine.begin() as conn:
             current = self._lock_held(conn, job)
-            return self._settle(conn, current, error, now)
+            settled = self._settle(conn, current, error, now)
+        if settled is not FailOutcome.RETRYING:
+            self._told()
+        return settled
 
     def hand_back(self, job: JobRecord) -> None:
         """Return a held job to the queue now (a draining master, a paused backend); its
@@ -406,6 +420,7 @@ class GenerationQueue(QueueTable):
         with self._engine.begin() as conn:
             self._finish(conn, job, JobStatus.CANCELLED, now, held=True)
             outcomes.cancelled(conn, job, now, self._settings)
+        self._told()
 
     def reap_expired(self, limit: int = 500) -> ReapReport:
         """Return jobs whose holder vanished to the queue, keeping their place in line.
@@ -429,6 +444,8 @@ class GenerationQueue(QueueTable):
                 .all()
             )
             settled = Counter(self._return(conn, JobRecord.from_row(r), now) for r in rows)
+        if settled[FailOutcome.FAILED] or settled[FailOutcome.CANCELLED]:
+            self._told()
         return ReapReport(
             requeued=settled[FailOutcome.RETRYING],
             failed=settled[FailOutcome.FAILED],
@@ -548,6 +565,10 @@ class GenerationQueue(QueueTable):
 
     def _lease(self) -> timedelta:
         return timedelta(seconds=self._settings.lease_s)
+
+
+def _nobody() -> None:
+    return None
 
 
 def _ahead_of(job: JobRecord) -> ColumnElement[bool]:

@@ -4,13 +4,18 @@ does."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+import time
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import pytest
 
 from stillhouse.errors import ObjectNotFound
+from stillhouse.hints import SENDS, InProcessHints
+from stillhouse.queue import GenerationQueue
 from stillhouse.schemas.states import DeliveryStatus, JobStatus
 from stillhouse.services import Services
 from tests.bot.harness import (
@@ -143,6 +148,31 @@ def test_an_interaction_that_reaches_the_bot_late_is_still_deferred_within_3_s(
         assert response["type"] == 5, "deferred (the emulator refuses callbacks after 3 s)"
         public_id = queued_id(ix)
         assert maria_services.queue.get(public_id) is not None
+
+
+def test_a_finished_job_wakes_the_bot_instead_of_its_next_look(
+    emu: DiscordEmulator, maria_services: Services
+) -> None:
+    """The outcome's hint wakes the delivery loop: an answer arrives in well under the
+    30 s the loop would otherwise idle between looks."""
+    hints = InProcessHints()
+    told = partial(hints.bump, SENDS)
+    settings = maria_services.settings
+    woken = dataclasses.replace(
+        maria_services,
+        queue=GenerationQueue(maria_services.engine, settings.queue, told=told),
+        hints=hints,
+        settings=settings.model_copy(
+            update={"bot": settings.bot.model_copy(update={"delivery_interval_s": 30.0})}
+        ),
+    )
+    with running_bot(woken, emu):
+        ix = serve(emu)
+        public_id = queued_id(ix)
+        started = time.monotonic()
+        finish(woken, public_id)
+        wait_answer(emu, ix, public_id, timeout_s=10)
+        assert time.monotonic() - started < 5, "woken by the hint, not the 30 s look"
 
 
 def test_a_429_then_200_delivers_once(emu: DiscordEmulator, maria_services: Services) -> None:
