@@ -80,9 +80,7 @@ class DeliveryLoop:
         )
 
     async def run(self, stopping: asyncio.Event) -> None:
-        """Claim and deliver until `stopping` is set."""
-        self._threads = ThreadPoolExecutor(DELIVERY_THREADS, thread_name_prefix="delivery")
-        self._lease_thread = ThreadPoolExecutor(1, thread_name_prefix="send-leases")
+        """Claim and deliver until `stopping` is set (once per loop: its threads end with it)."""
         renewer = asyncio.create_task(self._renew(stopping), name="renew-send-leases")
         try:
             while not stopping.is_set():
