@@ -99,6 +99,11 @@ class GenerationOut(BaseModel):
     params: dict[str, ParamValue | None] = Field(default_factory=dict)
     images: list[ImageOut] = Field(default_factory=list)
     error: ErrorOut | None = None
+    reused_from: str | None = Field(
+        default=None,
+        description="answered without a GPU with the images of this earlier identical "
+        "request (same workflow, settings, fixed seed and stored input images)",
+    )
     created_at: datetime
     finished_at: datetime | None = None
 

@@ -43,6 +43,7 @@ def generation_view(
         params=dict(job.params.root),
         images=images,
         error=error,
+        reused_from=job.reused_from,
         created_at=job.created_at,
         finished_at=job.finished_at,
     )

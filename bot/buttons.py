@@ -75,10 +75,17 @@ class Buttons:
         await interaction.response.defer()
         if interaction.message is not None:
             await interaction.message.delete()
+        shared = False
         if job.result is not None:
-            for image in job.result.images:  # the user asked for them to be gone
+            # The user asked for them to be gone, unless other requests were answered with
+            # the same images (stillhouse.queue.reuse): then they stay for those.
+            shared = not await asyncio.to_thread(self._s.queue.release_images, job)
+            for image in [] if shared else job.result.images:
                 await asyncio.to_thread(self._s.storage.delete, image.key)
-        log.info("result deleted", extra={"action": "bot.delete", "job": job.public_id})
+        log.info(
+            "result deleted",
+            extra={"action": "bot.delete", "job": job.public_id, "images_kept_shared": shared},
+        )
 
     # -- queueing a new job from an old one -------------------------------------------------
 
@@ -125,9 +132,10 @@ class Buttons:
             interaction, lambda: self._intake.submit(bound, requester)
         )
         job = accepted.enqueued.job
-        text = messages.queued(job.public_id, accepted.position)
+        text = messages.queued(job.public_id, accepted.position, reused_from=job.reused_from)
         await reply(interaction, text, ephemeral=False, view=queued_view(job.public_id))
-        self._tracker.track(job.public_id, interaction)
+        if job.reused_from is None:
+            self._tracker.track(job.public_id, interaction)
 
     def _image_key(self, job: JobRecord, index: int | None) -> str:
         if job.status is not JobStatus.SUCCEEDED or job.result is None:

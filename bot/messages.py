@@ -27,8 +27,19 @@ _FAILURE_REASONS = {
 }
 
 
-def queued(public_id: str, position: QueuePosition, *, again: bool = False) -> str:
+def queued(
+    public_id: str,
+    position: QueuePosition,
+    *,
+    again: bool = False,
+    reused_from: str | None = None,
+) -> str:
     """The answer to an accepted /serve (or a button that queued a job)."""
+    if reused_from is not None:
+        return (
+            f"Made before: `{public_id}` asks for exactly what `{reused_from}` made (same "
+            "workflow, settings and seed), so its images come from storage, without a GPU."
+        )
     verb = "Already queued" if again else "Queued"
     where = ""
     if position.ahead is not None:
@@ -62,6 +73,7 @@ def result(
     links: list[str],
     *,
     cancel_too_late: bool = False,
+    reused_from: str | None = None,
 ) -> str:
     """The text above a result's images."""
     values = params.root
@@ -75,6 +87,8 @@ def result(
         lines.append("Too large to attach, download here: " + " ".join(f"<{u}>" for u in links))
     if cancel_too_late:
         lines.append("It finished before it could be cancelled.")
+    if reused_from is not None:
+        lines.append(f"The same request as `{reused_from}`: its images, sent without a GPU.")
     return "\n".join(lines)
 
 

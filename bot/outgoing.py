@@ -71,7 +71,12 @@ async def _result(
         reroll=purpose is not Purpose.UPSCALE,
     )
     text = messages.result(
-        row.job_public_id, title, payload.params, links, cancel_too_late=payload.cancel_too_late
+        row.job_public_id,
+        title,
+        payload.params,
+        links,
+        cancel_too_late=payload.cancel_too_late,
+        reused_from=payload.reused_from,
     )
     return Outgoing(text, attached, view)
 

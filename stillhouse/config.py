@@ -392,6 +392,12 @@ class IntakeSettings(BaseModel):
     max_attachment_bytes: int = Field(
         default=10 * 2**20, ge=1024, description="largest image a user may attach"
     )
+    reuse_results_s: int = Field(
+        default=7 * 86_400,
+        ge=0,
+        description="a request identical to a success this recent (same workflow, graph, "
+        "fixed seed, stored inputs) gets its images without a GPU; 0 = never",
+    )
 
     def word_list(self) -> list[str]:
         """Words the filter refuses (besides the filter file's)."""

@@ -43,6 +43,7 @@ from stillhouse.moderation import EVERYWHERE, Moderation, Standing
 from stillhouse.queue import GenerationQueue
 from stillhouse.queue.admission import IdempotencyConflict, LimitReached, Limits, same_request
 from stillhouse.queue.records import Enqueued, JobRecord, QueuePosition
+from stillhouse.queue.reuse import reuse_key
 from stillhouse.queue.timing import Clock, utcnow
 from stillhouse.schemas.jobs import NewJob, Routing
 from stillhouse.schemas.manifest import ParamValue, Purpose
@@ -190,7 +191,7 @@ class Intake:
                 raise
             return self._accepted(self._same_request(existing, digest), bound, requester)
         enqueued = self._enqueue(self._new_job(bound, requester), self._limits(standing), digest)
-        if enqueued.created:
+        if enqueued.created and enqueued.job.status is JobStatus.QUEUED:
             self.hints.bump(JOBS)  # a master claims it now, not at its next look
         return self._accepted(enqueued, bound, requester)
 
@@ -235,11 +236,13 @@ class Intake:
         if not isinstance(origin, ResultOf):
             return False
         job = self.queue.get(origin.job_id)
-        if job is None or job.result is None:
+        if job is None or job.result is None or key not in {i.key for i in job.result.images}:
             return False
         routing = job.routing
-        mine = routing.source == requester.source and routing.user_id == requester.user_id
-        return mine and key in {image.key for image in job.result.images}
+        if routing.source == requester.source and routing.user_id == requester.user_id:
+            return True
+        # Images another job made are also the requester's when they were reused for them.
+        return self.queue.reused_by(requester.source, requester.user_id, origin.job_id)
 
     def _limits(self, standing: Standing) -> Limits:
         # A user's own quota (0 included) wins; the default 0 means no daily limit.
@@ -275,6 +278,11 @@ class Intake:
             params=bound.params,
             graph=bound.graph,
             inputs=bound.inputs,
+            reuse_key=(
+                reuse_key(bound.workflow, bound.version, bound.graph, bound.inputs)
+                if self.settings.reuse_results_s
+                else None
+            ),
         )
 
     def _accepted(self, enqueued: Enqueued, bound: BoundWorkflow, requester: Requester) -> Accepted:
@@ -307,7 +315,9 @@ class Intake:
         delay, tried = 0.1, False
         while True:
             try:
-                enqueued = self.queue.enqueue(job, limits=limits, digest=digest)
+                enqueued = self.queue.enqueue(
+                    job, limits=limits, digest=digest, reuse_within_s=self.settings.reuse_results_s
+                )
             except LimitReached as exc:
                 raise _over_limit(exc) from None
             except IdempotencyConflict:

@@ -62,8 +62,8 @@ class WorkerContext:
     report_progress: ProgressReport
     allowed_nodes: frozenset[str]
     cleaner: Cleaner
-    # One prompt on ComfyUI at a time. A worker may hold a second job (its concurrency):
-    # that one waits here, and takes its turn while the first one's images upload.
+    # Whose turn it is to queue a prompt on ComfyUI (see _Turn). A worker may hold a
+    # second job (its concurrency): that one waits here until the prompt before it runs.
     comfy_turn: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -125,14 +125,16 @@ async def _steps(
     progress = _Throttled(job, ctx)
     if ctx.comfy_turn.locked():
         progress.stage("waiting for the GPU")  # the job before it is still on ComfyUI
-    async with ctx.comfy_turn:
+    async with _Turn(ctx.comfy_turn) as turn:
         progress.stage("starting ComfyUI")
         comfy_start_s = await ctx.supervisor.ensure_ready(session, deadline)
         client = ComfyClient(session, ctx.supervisor.url)
         try:
             await stage_inputs(client, request.inputs, ctx.settings)
             progress.stage("queued")
-            execution = await _run_prompt(client, graph, ctx, progress, session, deadline)
+            execution = await _run_prompt(
+                client, graph, ctx, progress, session, deadline, turn.pass_on
+            )
         finally:
             ctx.cleaner.clean_inputs([image.name for image in request.inputs])
     progress.stage("uploading")
@@ -212,6 +214,7 @@ async def _run_prompt(
     progress: _Throttled,
     session: aiohttp.ClientSession,
     deadline: float,
+    on_started: Callable[[], None],
 ) -> Execution:
     """Queue and follow the prompt; if the job stops (cancelled, out of time) while
     ComfyUI holds it, take that prompt back (a dead or frozen ComfyUI is not asked)."""
@@ -223,7 +226,13 @@ async def _run_prompt(
     queued: list[str] = []
     try:
         return await execute(
-            client, graph, limits, progress.comfy, ctx.supervisor.watch(session), queued.append
+            client,
+            graph,
+            limits,
+            progress.comfy,
+            ctx.supervisor.watch(session),
+            queued.append,
+            on_started,
         )
     except (JobFailure, asyncio.CancelledError) as stop:
         ended = isinstance(stop, JobFailure) and stop.info.type != "timeout"
@@ -246,6 +255,32 @@ def _outcome_unneeded(task: asyncio.Future[None]) -> None:
     """A call given up on may still fail later: its error is of no interest."""
     if not task.cancelled():
         task.exception()
+
+
+class _Turn:
+    """The turn to queue a prompt on ComfyUI, passed on as soon as that prompt starts
+    executing: the next job's prompt then waits in ComfyUI's own queue, and the GPU goes
+    from one prompt to the next without waiting for the worker (fetching and uploading
+    the first one's images, the runpod SDK handing over the next job). ComfyUI holds at
+    most the running prompt and one queued behind it, so a job never waits behind
+    another worker's backlog."""
+
+    def __init__(self, lock: asyncio.Lock) -> None:
+        self._lock = lock
+        self._held = False
+
+    async def __aenter__(self) -> _Turn:
+        await self._lock.acquire()
+        self._held = True
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self.pass_on()
+
+    def pass_on(self) -> None:
+        if self._held:
+            self._held = False
+            self._lock.release()
 
 
 class _Throttled:

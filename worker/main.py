@@ -10,12 +10,11 @@ import atexit
 from typing import Any
 
 import runpod
-from runpod.serverless.modules.worker_state import JobsProgress
 
 from stillhouse.config import Settings, make_settings
 from stillhouse.logs import configure_logging
 from stillhouse.storage import make_storage
-from worker import policy
+from worker import policy, scaler
 from worker.cleanup import Cleaner
 from worker.comfy.supervisor import Supervisor
 from worker.handler import WorkerContext, handle
@@ -37,9 +36,9 @@ def make_context(settings: Settings) -> WorkerContext:
 
 
 def main(settings: Settings | None = None) -> None:
-    """Serve jobs through the runpod SDK: one prompt on ComfyUI at a time (one GPU), the
-    next job held and waiting its turn (`concurrency`), so it starts the moment the GPU
-    is free and while the last one's images upload."""
+    """Serve jobs through the runpod SDK's loop (worker.scaler): one prompt running on
+    ComfyUI (one GPU), the next job's prompt queued behind it (`concurrency` 2), so the
+    GPU goes from one to the next while the worker uploads and fetches."""
     settings = settings or make_settings()
     configure_logging(settings)
     ctx = make_context(settings)
@@ -47,29 +46,8 @@ def main(settings: Settings | None = None) -> None:
     if settings.worker.health_port:
         serve_in_thread(ctx.supervisor, settings.worker.health_host, settings.worker.health_port)
 
-    held = JobsHeld(settings.worker.concurrency)
-
     async def handler(job: dict[str, Any]) -> dict[str, Any]:
-        held.running += 1
-        try:
-            return await handle(job, ctx)
-        finally:
-            held.running -= 1
+        return await handle(job, ctx)
 
-    runpod.serverless.start({"handler": handler, "concurrency_modifier": held.modifier})
-
-
-class JobsHeld:
-    """The runpod SDK's concurrency modifier, so a worker holds exactly `concurrency`
-    jobs. Between taking a job and starting its handler the SDK counts it twice (in its
-    queue and in progress), and when that count reaches the modifier it sleeps a second
-    before asking again: the modifier adds back what is counted twice, so the SDK keeps
-    asking, and takes the next job at once, while fewer than `concurrency` are held."""
-
-    def __init__(self, concurrency: int) -> None:
-        self.concurrency = concurrency
-        self.running = 0  # handlers under way
-
-    def modifier(self, _current: int) -> int:
-        counted_twice = max(0, int(JobsProgress().get_job_count()) - self.running)
-        return self.concurrency + counted_twice
+    scaler.install()
+    runpod.serverless.start({"handler": handler, "concurrency": settings.worker.concurrency})

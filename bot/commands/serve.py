@@ -76,10 +76,13 @@ def serve_command(ctx: BotContext) -> app_commands.Command[Any, ..., None]:
             return
         job = accepted.enqueued.job
         text = messages.queued(
-            job.public_id, accepted.position, again=not accepted.enqueued.created
+            job.public_id,
+            accepted.position,
+            again=not accepted.enqueued.created,
+            reused_from=job.reused_from,
         )
         await reply(interaction, text, ephemeral=False, view=queued_view(job.public_id))
-        if accepted.enqueued.created:
+        if accepted.enqueued.created and job.reused_from is None:
             ctx.tracker.track(job.public_id, interaction)
 
     @serve.autocomplete("workflow")

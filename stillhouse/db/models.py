@@ -84,6 +84,11 @@ class GenerationJob(Base):
     params: Mapped[JobParams] = mapped_column(PydanticJSON(JobParams))
     graph: Mapped[ComfyGraph] = mapped_column(PydanticJSON(ComfyGraph))
     inputs: Mapped[list[InputSource]] = mapped_column(PydanticJSON(list[InputSource]))
+    # sha256 of what decides the images (workflow, version, bound graph, stored inputs):
+    # a later identical request reuses this job's images (stillhouse/queue/reuse.py).
+    reuse_key: Mapped[str | None] = mapped_column(String(64))
+    # Answered from storage: the public id of the job whose images these are.
+    reused_from: Mapped[str | None] = mapped_column(String(32))
 
     # GPU tries (backend jobs started); `claims` is the lease's epoch, bumped per claim.
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -117,6 +122,7 @@ class GenerationJob(Base):
         Index("ix_generation_queue_finished", "finished_at"),
         Index("ix_generation_queue_user", "user_id", "status"),
         Index("ix_generation_queue_user_created", "user_id", "created_at"),
+        Index("ix_generation_queue_reuse", "reuse_key"),
     )
 
 

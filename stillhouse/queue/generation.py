@@ -8,14 +8,14 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, case, func, or_, select, update
+from sqlalchemy import Connection, Engine, and_, case, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
 from stillhouse.config import QueueSettings
 from stillhouse.errors import JobNotFound, LeaseLost
 from stillhouse.ids import new_public_id, partition_of
-from stillhouse.queue import outcomes
+from stillhouse.queue import outcomes, reuse
 from stillhouse.queue.admission import (
     Limits,
     add_requester,
@@ -73,23 +73,30 @@ class GenerationQueue(QueueTable):
     # -- fronts ---------------------------------------------------------------------------
 
     def enqueue(
-        self, job: NewJob, *, limits: Limits | None = None, digest: str | None = None
+        self,
+        job: NewJob,
+        *,
+        limits: Limits | None = None,
+        digest: str | None = None,
+        reuse_within_s: int = 0,
     ) -> Enqueued:
         """Queue a request; the same interaction id twice yields the first job (or
         IdempotencyConflict when `digest`, what the request was, differs). With `limits`,
         the user's limits are checked and the job inserted in one transaction, with the
-        user's row locked: LimitReached if one more would go past a limit."""
+        user's row locked: LimitReached if one more would go past a limit. With
+        `reuse_within_s`, a job whose `reuse_key` matches a success that finished that
+        recently is inserted already succeeded, with those images (stillhouse.queue.reuse)."""
         now = self._clock()
         values = self._new_row(job, now) | {"request_digest": digest}
         try:
             if limits is None:
                 with self._engine.begin() as conn:
-                    new_id = INSERT_JOB.execute(conn, values).lastrowid
+                    values = self._insert(conn, values, reuse_within_s)
             else:
-                admitted = self._admit(job, values, limits, digest, now)
+                admitted = self._admit(job, values, limits, digest, reuse_within_s, now)
                 if isinstance(admitted, Enqueued):
                     return admitted
-                new_id = admitted
+                values = admitted
         except IntegrityError as exc:
             if job.interaction_id is None or "interaction_id" not in str(exc.orig):
                 raise
@@ -97,7 +104,9 @@ class GenerationQueue(QueueTable):
             if existing is None:  # pragma: no cover - the winner's row cannot vanish
                 raise
             return same_request(existing, digest)
-        return Enqueued(job=JobRecord.from_row(values | {"id": new_id}), created=True)
+        if values["reused_from"] is not None:
+            self._told()  # its outcome row is written: the bots deliver it now
+        return Enqueued(job=JobRecord.from_row(values), created=True)
 
     def _admit(
         self,
@@ -105,9 +114,10 @@ class GenerationQueue(QueueTable):
         values: dict[str, Any],
         limits: Limits,
         digest: str | None,
+        reuse_within_s: int,
         now: datetime,
-    ) -> int | Enqueued:
-        """Insert within the user's limits, their row locked; the new row's id, or the
+    ) -> dict[str, Any] | Enqueued:
+        """Insert within the user's limits, their row locked; the new row's values, or the
         job this request id already made."""
         user_id = job.routing.user_id or 0
         for _ in range(2):
@@ -118,11 +128,31 @@ class GenerationQueue(QueueTable):
                     if existing is not None:
                         return same_request(existing, digest)
                     check_limits(conn, user_id, limits, now)
-                    inserted = INSERT_JOB.execute(conn, values).lastrowid
-                    assert inserted is not None, "an autoincrement insert has an id"
-                    return inserted
+                    return self._insert(conn, values, reuse_within_s)
             add_requester(self._engine, user_id, now)  # a first request: then lock it
         raise LeaseLost(f"no requester row for user {user_id}")  # pragma: no cover
+
+    def _insert(
+        self, conn: Connection, values: dict[str, Any], reuse_within_s: int
+    ) -> dict[str, Any]:
+        """Insert the job queued; or, when an identical request succeeded recently enough,
+        succeeded with its images, and its outcome row with it. The values written."""
+        key, now = values["reuse_key"], values["created_at"]
+        earlier = None
+        if key is not None and reuse_within_s > 0:
+            earlier = reuse.earlier_result(conn, key, reuse.window_start(now, reuse_within_s))
+        if earlier is None:
+            inserted = INSERT_JOB.execute(conn, values).lastrowid
+            assert inserted is not None, "an autoincrement insert has an id"
+            return values | {"id": inserted}
+        original, result = earlier
+        values = values | reuse.reused_values(original, result, now)
+        (new_id,) = conn.execute(insert(JOBS).values(values)).inserted_primary_key or (None,)
+        assert new_id is not None, "an autoincrement insert has an id"
+        values["id"] = new_id
+        job = JobRecord.from_row(values)
+        outcomes.result(conn, job, result, now, self._settings, reused_from=original)
+        return values
 
     def _new_row(self, job: NewJob, now: datetime) -> dict[str, Any]:
         public_id = new_public_id()
@@ -141,6 +171,8 @@ class GenerationQueue(QueueTable):
             "params": job.params,
             "graph": job.graph,
             "inputs": job.inputs,
+            "reuse_key": job.reuse_key,
+            "reused_from": None,
             "attempts": 0,
             "claims": 0,
             "lost_submits": 0,
@@ -164,6 +196,17 @@ class GenerationQueue(QueueTable):
     def get(self, public_id: str) -> JobRecord | None:
         """The job with this public id, or None."""
         return self._one(_C.public_id == public_id)
+
+    def reused_by(self, source: str, user_id: int, original: str) -> bool:
+        """Whether this user was answered with the images of job `original`."""
+        with self._engine.connect() as conn:
+            return reuse.reused_by(conn, source, user_id, original)
+
+    def release_images(self, job: JobRecord) -> bool:
+        """The user deleted this job's images: they are never reused from it again. True
+        when no other job shares them, so their files may be deleted."""
+        with self._engine.begin() as conn:
+            return reuse.release(conn, job.public_id, job.reused_from or job.public_id)
 
     def get_by_interaction(self, interaction_id: int) -> JobRecord | None:
         """The job a Discord interaction created, or None."""

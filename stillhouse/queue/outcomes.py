@@ -41,13 +41,15 @@ def result(
     settings: QueueSettings,
     *,
     cancel_too_late: bool = False,
+    reused_from: str | None = None,
 ) -> None:
-    """Queue the images for the user."""
+    """Queue the images for the user (made for this job, or `reused_from` another's)."""
     payload = ResultPayload(
         images=done.images,
         workflow_name=job.workflow_name,
         params=job.params,
         cancel_too_late=cancel_too_late,
+        reused_from=reused_from,
     )
     _insert(conn, job, DeliveryKind.RESULT, payload, now, settings)
 

@@ -49,6 +49,8 @@ class JobRecord(BaseModel):
     params: JobParams
     graph: ComfyGraph
     inputs: list[InputSource]
+    reuse_key: str | None = None
+    reused_from: str | None = None  # answered with that earlier job's images
     attempts: int  # GPU tries: backend jobs started for it
     max_attempts: int
     claims: int  # times leased; with lease_owner, the lease's identity

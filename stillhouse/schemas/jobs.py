@@ -56,6 +56,11 @@ class NewJob(BaseModel):
     inputs: list[InputSource] = Field(default_factory=list)
     priority: int = Field(default=0, ge=-100, le=100, description="lower runs sooner")
     max_attempts: int | None = Field(default=None, ge=1, le=50)
+    reuse_key: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="what decides the images; an earlier success with it is reused",
+    )
 
 
 class JobResult(BaseModel):
@@ -73,6 +78,7 @@ class ResultPayload(BaseModel):
     workflow_name: str
     params: JobParams
     cancel_too_late: bool = False  # the user asked to cancel, but the images came first
+    reused_from: str | None = None  # the earlier job whose images answer this request
 
 
 class FailurePayload(BaseModel):

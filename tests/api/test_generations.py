@@ -108,6 +108,22 @@ def test_a_finished_generation_lists_its_images_behind_signed_urls(
     assert row.status is DeliveryStatus.SENT  # no bot will try to deliver an API result
 
 
+def test_a_repeated_request_with_a_fixed_seed_is_answered_from_storage_at_once(
+    client: TestClient, api_services: Services
+) -> None:
+    asked = {**PROMPT, "seed": 11}
+    first = client.post("/v1/generations", json=asked).json()
+    [(key, _)] = finish(api_services, first["id"])
+    again = client.post("/v1/generations", json=asked)
+    assert again.status_code == 202
+    answer = again.json()
+    assert answer["status"] == "succeeded" and answer["reused_from"] == first["id"]
+    assert [i["key"] for i in answer["images"]] == [key] and answer["id"] != first["id"]
+    assert client.get(f"/v1/generations/{first['id']}").json()["reused_from"] is None
+    fresh = client.post("/v1/generations", json={**asked, "seed": 12}).json()
+    assert fresh["status"] == "queued" and fresh["reused_from"] is None
+
+
 def test_delete_cancels(client: TestClient, api_services: Services) -> None:
     created = client.post("/v1/generations", json=PROMPT).json()
     cancelled = client.delete(f"/v1/generations/{created['id']}")

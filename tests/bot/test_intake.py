@@ -284,9 +284,14 @@ class LostAcknowledgement(GenerationQueue):
         self.dropped = 0
 
     def enqueue(
-        self, job: NewJob, *, limits: Limits | None = None, digest: str | None = None
+        self,
+        job: NewJob,
+        *,
+        limits: Limits | None = None,
+        digest: str | None = None,
+        reuse_within_s: int = 0,
     ) -> Enqueued:
-        enqueued = super().enqueue(job, limits=limits, digest=digest)
+        enqueued = super().enqueue(job, limits=limits, digest=digest, reuse_within_s=reuse_within_s)
         if not self.dropped:
             self.dropped += 1
             lost = pymysql.err.OperationalError(2013, "Lost connection to MySQL server")

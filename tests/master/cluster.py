@@ -58,9 +58,12 @@ class Cluster:
     master_env: dict[str, str] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
-    def start_worker(self, name: str, *comfy_switches: str) -> str:
+    def start_worker(
+        self, name: str, *comfy_switches: str, env: dict[str, str] | None = None
+    ) -> str:
         """A runpod worker process with its own ComfyUI double; the double's URL."""
         comfy_port = free_port()
+        settings = env or {}
         env = {
             **base_env(),
             **storage_env(self.storage),
@@ -72,6 +75,7 @@ class Cluster:
                 comfy_port, "--step-time", "0.002", *comfy_switches
             ),
             "STILLHOUSE_WORKER__ALLOWED_INPUT_HOSTS": "127.0.0.1",
+            **settings,
         }
         self.spawn(name, [sys.executable, "-m", "worker"], env)
         return f"http://127.0.0.1:{comfy_port}"

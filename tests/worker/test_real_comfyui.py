@@ -73,3 +73,34 @@ def test_the_double_sends_what_real_comfyui_sends() -> None:
         ours = types(double_url)
     theirs = types(COMFY_URL)
     assert ours == theirs, json.dumps({"double": ours, "real": theirs})
+
+
+def test_a_second_job_waits_on_real_comfyuis_queue_and_runs_right_after_the_first(
+    start_worker: WorkerFactory,
+) -> None:
+    """Two jobs held at once (a worker's concurrency 2): the second prompt is queued on
+    ComfyUI while the first runs, and ComfyUI starts it as soon as the first ends."""
+    import requests
+
+    worker = start_worker(attach_url=COMFY_URL, ws_inactivity_s=60)
+    worker.run(graph(64, 1), job_id="warm", timeout_s=600)  # the model loaded
+
+    async def both() -> list[dict[str, Any]]:
+        first = worker.run_async(graph(64, 2, seed=1 + os.getpid()), job_id="one", timeout_s=600)
+        second = worker.run_async(graph(64, 2, seed=2 + os.getpid()), job_id="two", timeout_s=600)
+        return list(await asyncio.gather(first, second))
+
+    outputs = [WorkerOutput.model_validate(result) for result in asyncio.run(both())]
+    history = requests.get(f"{COMFY_URL}/history", timeout=10).json()
+
+    def stamp(output: WorkerOutput, kind: str) -> float:
+        messages = history[output.comfy.prompt_id]["status"]["messages"]
+        return next(data["timestamp"] for name, data in messages if name == kind) / 1000
+
+    gap = stamp(outputs[1], "execution_start") - stamp(outputs[0], "execution_success")
+    waited = outputs[1].timings.queue_ms / 1000
+    print(
+        f"\nreal ComfyUI: second prompt waited {waited:.2f} s queued, idle gap {gap * 1000:.0f} ms"
+    )
+    assert waited >= outputs[0].timings.execute_ms / 1000 / 2, "queued while the first ran"
+    assert 0 <= gap <= 0.25

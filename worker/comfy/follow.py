@@ -76,12 +76,17 @@ async def execute(
     on_progress: ProgressSink,
     watchdog: Coroutine[Any, Any, NoReturn],
     on_queued: Callable[[str], None] = lambda _prompt_id: None,
+    on_started: Callable[[], None] = lambda: None,
 ) -> Execution:
     """Run `graph` to completion; JobFailure for node errors, timeouts, a dead ComfyUI
     (from `watchdog`, which raises once ComfyUI is gone or silent). `on_queued` hears the
-    prompt's id as soon as ComfyUI took it (to take it back if the job stops)."""
+    prompt's id as soon as ComfyUI took it (to take it back if the job stops);
+    `on_started`, when ComfyUI starts executing it (as it says, or at the end when it
+    could not say)."""
     watching = asyncio.ensure_future(watchdog)
-    following = asyncio.ensure_future(_follow(client, graph, limits, on_progress, on_queued))
+    following = asyncio.ensure_future(
+        _follow(client, graph, limits, on_progress, on_queued, on_started)
+    )
     try:
         await asyncio.wait({watching, following}, return_when=asyncio.FIRST_COMPLETED)
         if following.done():
@@ -100,6 +105,7 @@ async def _follow(
     limits: Limits,
     on_progress: ProgressSink,
     on_queued: Callable[[str], None],
+    on_started: Callable[[], None],
 ) -> Execution:
     client_id = uuid.uuid4().hex
     ws = await _connect(client, client_id)
@@ -107,7 +113,7 @@ async def _follow(
         queued_ms = time.time() * 1000
         prompt_id = await client.queue_prompt(graph, client_id)
         on_queued(prompt_id)
-        run = _Tracker(Execution(prompt_id), on_progress, queued_ms)
+        run = _Tracker(Execution(prompt_id), on_progress, queued_ms, on_started)
         if ws is not None:
             await _follow_socket(ws, run, limits)
     finally:
@@ -131,10 +137,17 @@ async def _connect(client: ComfyClient, client_id: str) -> aiohttp.ClientWebSock
 class _Tracker:
     """Applies ComfyUI's messages (from the socket or /history) to one Execution."""
 
-    def __init__(self, execution: Execution, on_progress: ProgressSink, queued_ms: float) -> None:
+    def __init__(
+        self,
+        execution: Execution,
+        on_progress: ProgressSink,
+        queued_ms: float,
+        on_started: Callable[[], None],
+    ) -> None:
         self.execution = execution
         self.on_progress = on_progress
         self.queued_ms = queued_ms  # wall clock, as ComfyUI's own timestamps
+        self.on_started = on_started
 
     def apply(self, kind: str, data: dict[str, Any]) -> None:
         """One message; raises JobFailure when it says the prompt failed."""
@@ -146,6 +159,7 @@ class _Tracker:
             self.execution.started_ms = started
             start_ms = started if isinstance(started, int | float) else time.time() * 1000
             self.execution.queued_s = max(0.0, (start_ms - self.queued_ms) / 1000)
+            self.on_started()
         elif kind == "executing" and data.get("node"):
             self.on_progress(Progress(node=str(data["node"])))
         elif kind == "progress":

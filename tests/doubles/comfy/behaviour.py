@@ -22,6 +22,8 @@ class Behaviour:
     history_lag_s: float = 0.0
     step_time_s: float = 0.005
     node_time_s: float = 0.002
+    decode_time_s: float = 0.0  # VAEDecode's own time, on top of node_time_s
+    textured: bool = False  # images of noise, sized like real ones (~400 KB at 512x512)
     hang: bool = False
     models: tuple[str, ...] = ()
     embed_metadata: bool = True
@@ -47,6 +49,8 @@ class Behaviour:
         parser.add_argument("--history-lag", type=float, default=0.0)
         parser.add_argument("--step-time", type=float, default=cls.step_time_s)
         parser.add_argument("--node-time", type=float, default=cls.node_time_s)
+        parser.add_argument("--decode-time", type=float, default=cls.decode_time_s)
+        parser.add_argument("--textured", action="store_true")
         parser.add_argument("--hang", action="store_true")
         parser.add_argument("--models", default="", help="comma-separated installed models")
         parser.add_argument("--disable-metadata", action="store_true")
@@ -69,6 +73,8 @@ class Behaviour:
             history_lag_s=args.history_lag,
             step_time_s=args.step_time,
             node_time_s=args.node_time,
+            decode_time_s=args.decode_time,
+            textured=args.textured,
             hang=args.hang,
             models=tuple(m for m in args.models.split(",") if m),
             embed_metadata=not args.disable_metadata,

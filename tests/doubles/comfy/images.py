@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -45,13 +46,21 @@ def plan(graph: Graph, read_input: Callable[[str], bytes | None]) -> tuple[int, 
     return max(1, int(width * scale)), max(1, int(height * scale)), count
 
 
-def render_png(graph: Graph, width: int, height: int, index: int, embed: bool) -> bytes:
-    """A solid-colour PNG whose colour follows the graph (so retries differ by seed)."""
+def render_png(
+    graph: Graph, width: int, height: int, index: int, embed: bool, *, textured: bool = False
+) -> bytes:
+    """A solid-colour PNG whose colour follows the graph (so retries differ by seed);
+    `textured`: half of its rows noise, so it weighs what a generated image weighs (about
+    400 KB at 512x512), saved as ComfyUI's SaveImage saves (compress_level 4)."""
     digest = hashlib.sha256(json.dumps(graph, sort_keys=True).encode() + bytes([index])).digest()
     image = Image.new("RGB", (width, height), tuple(digest[:3]))
+    if textured:
+        rows = height // 2
+        noise = random.Random(digest).randbytes(width * rows * 3)
+        image.paste(Image.frombytes("RGB", (width, rows), noise), (0, 0))
     info = PngInfo()
     if embed:
         info.add_text("prompt", json.dumps(graph))
     out = io.BytesIO()
-    image.save(out, format="PNG", pnginfo=info, compress_level=1)
+    image.save(out, format="PNG", pnginfo=info, compress_level=4 if textured else 1)
     return out.getvalue()

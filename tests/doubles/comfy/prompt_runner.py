@@ -188,6 +188,8 @@ class Executor:
             "executing", {"node": node_id, "display_node": node_id, "prompt_id": prompt.prompt_id}
         )
         await self._pause(self.behaviour.node_time_s)
+        if kind == "VAEDecode":
+            await self._pause(self.behaviour.decode_time_s)
         if self.behaviour.fail_node == node_id:
             raise _NodeFailed(
                 prompt,
@@ -266,7 +268,14 @@ class Executor:
         images = []
         for index in range(count):
             filename = f"{base.replace('%batch_num%', str(index))}_{counter:05}_.png"
-            png = render_png(prompt.graph, width, height, index, self.behaviour.embed_metadata)
+            png = render_png(
+                prompt.graph,
+                width,
+                height,
+                index,
+                self.behaviour.embed_metadata,
+                textured=self.behaviour.textured,
+            )
             folder.write(relative(subfolder, filename) or filename, png)
             images.append({"filename": filename, "subfolder": subfolder, "type": kind})
             counter += 1
