@@ -135,6 +135,7 @@ async def _steps(
             execution = await _run_prompt(
                 client, graph, ctx, progress, session, deadline, turn.pass_on
             )
+            ctx.supervisor.heard_from()
         finally:
             ctx.cleaner.clean_inputs([image.name for image in request.inputs])
     progress.stage("uploading")

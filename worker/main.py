@@ -19,6 +19,7 @@ from worker.cleanup import Cleaner
 from worker.comfy.supervisor import Supervisor
 from worker.handler import WorkerContext, handle
 from worker.health import serve_in_thread
+from worker.progress import ProgressSender
 
 
 def make_context(settings: Settings) -> WorkerContext:
@@ -29,7 +30,7 @@ def make_context(settings: Settings) -> WorkerContext:
         settings=settings,
         supervisor=supervisor,
         storage=make_storage(settings),
-        report_progress=runpod.serverless.progress_update,
+        report_progress=ProgressSender(),
         allowed_nodes=policy.allowed_nodes(settings.worker.allowed_nodes),
         cleaner=Cleaner.for_settings(settings.worker),
     )

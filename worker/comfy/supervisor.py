@@ -37,6 +37,10 @@ READY_POLL_S = 0.2
 LOG_TAIL_LINES = 40
 LOG_BYTES, LOG_BACKUPS = 10 * 2**20, 2
 PROBE_TIMEOUT_S = 2.0
+# A ComfyUI this worker runs, heard from this recently (a probe, a finished prompt), is
+# not probed again before the next job: back-to-back jobs skip a round trip. A dead
+# process is still noticed (without asking it); a frozen one by the job's watchdog.
+FRESH_S = 1.0
 # What a ComfyUI prints when it cannot start as configured (a retry would do the same).
 MISCONFIGURED = re.compile(
     r"ModuleNotFoundError|No module named|ImportError|can't open file|SyntaxError|"
@@ -56,6 +60,7 @@ class Supervisor:
         self.version: str | None = None
         self.starts = 0
         self.healthy = True  # False once ComfyUI stopped answering (attached: until it does)
+        self.heard_at: float | None = None  # time.monotonic() ComfyUI last answered
         self._lines: list[str] = []
         self._log_thread: threading.Thread | None = None
 
@@ -79,8 +84,18 @@ class Supervisor:
         began = time.monotonic()
         if not self.attached and not self.is_alive():
             self._start()
+        elif self._fresh(began):
+            return 0.0
         await self._wait_ready(ComfyClient(session, self.url), deadline)
         return time.monotonic() - began
+
+    def _fresh(self, now: float) -> bool:
+        heard = self.heard_at
+        return not self.attached and self.healthy and heard is not None and now - heard < FRESH_S
+
+    def heard_from(self) -> None:
+        """ComfyUI just answered (a prompt of ours ran to its end)."""
+        self.heard_at = time.monotonic()
 
     async def watch(self, session: aiohttp.ClientSession) -> NoReturn:
         """While a job runs: raise comfy_unavailable once ComfyUI's process is gone or it
@@ -93,7 +108,7 @@ class Supervisor:
             if not self.is_alive():
                 raise comfy_unavailable("ComfyUI stopped while running the prompt")
             if await self._answers(client):
-                answered = time.monotonic()
+                answered = self.heard_at = time.monotonic()
                 self.healthy = True
                 continue
             silent = time.monotonic() - answered
@@ -169,6 +184,7 @@ class Supervisor:
                     stats = await client.system_stats()
                 self.version = str(stats.get("system", {}).get("comfyui_version") or "") or None
                 self.healthy = True
+                self.heard_at = time.monotonic()
                 return
             except (aiohttp.ClientError, OSError, TimeoutError):
                 pass
