@@ -169,7 +169,13 @@ class QueueSettings(BaseModel):
     )
     backoff_max_s: float = Field(default=300.0, ge=0, description="cap on the doubling retry delay")
     partitions: int = Field(default=1, ge=1, le=1024, description="partition count P")
-    delivery_max_attempts: int = Field(default=6, ge=1, le=50, description="tries per send row")
+    delivery_max_attempts: int = Field(
+        default=6,
+        ge=1,
+        le=50,
+        description="tries per send row (written with the row by the process ending the job: "
+        "set it for masters too)",
+    )
     delivery_lease_s: float = Field(default=30.0, gt=0, description="send-row lease")
     estimate_window_s: int = Field(
         default=600, ge=10, description="history used for wait estimates"

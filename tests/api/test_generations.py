@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import io
 import json
+import time
+from pathlib import Path
 
 from fastapi.testclient import TestClient
 from PIL import Image
+from sqlalchemy import Engine
 
 from api.app import make_app
 from stillhouse.ids import new_owner
 from stillhouse.moderation import INTAKE_PAUSED
 from stillhouse.schemas.states import DeliveryStatus, JobStatus
 from stillhouse.services import Services
-from tests.api.conftest import OTHER_KEY
+from tests.api.conftest import KEY, OTHER_KEY
+from tests.bot.conftest import bot_settings, make_services
 from tests.bot.harness import finish, stored_result
 
 PROMPT = {"prompt": "a lighthouse at dawn"}
@@ -153,6 +157,31 @@ def test_events_follow_progress_until_done(client: TestClient, api_services: Ser
     assert [n for n, _ in events] == ["progress", "done"]
     assert events[0][1]["progress"] == 0.5 and events[0][1]["progress_note"] == "step 10/20"
     assert events[1][1]["status"] == JobStatus.SUCCEEDED
+
+
+def test_a_stream_hears_the_end_at_once_not_at_its_next_look(
+    engine: Engine, database_url: str, tmp_path: Path
+) -> None:
+    settings = bot_settings(
+        database_url,
+        tmp_path,
+        {"per_minute": 100},
+        api={"keys": f"alice:{KEY}", "events_interval_s": 30},
+    )
+    services = make_services(engine, settings)
+    with TestClient(make_app(services), headers={"Authorization": f"Bearer {KEY}"}) as client:
+        created = client.post("/v1/generations", json=PROMPT).json()
+        [job] = services.queue.claim(new_owner("test-master"), 1)
+        services.queue.mark_running(job, "gpu-1")
+        ended_at = 0.0
+        with client.stream("GET", f"/v1/generations/{created['id']}/events") as stream:
+            for line in stream.iter_lines():
+                if line == "event: progress":
+                    ended_at = time.monotonic()
+                    services.queue.complete(job, stored_result(services.storage, job.public_id)[0])
+                if line == "event: done":
+                    break
+        assert time.monotonic() - ended_at < 5, "done came at the stream's next look (30 s)"
 
 
 def test_workflows_openapi_and_playground(client: TestClient) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from sqlalchemy import Engine, delete
 from stillhouse.config import Settings, make_settings
 from stillhouse.db.models import BannedUser, Switch, UserQuota
 from stillhouse.filters import ContentFilter, FilterFile, FilterRules
+from stillhouse.hints import SENDS, InProcessHints
 from stillhouse.locks import InProcessLocks
 from stillhouse.moderation import Moderation
 from stillhouse.queue import GenerationQueue, SendQueue
@@ -60,10 +62,11 @@ def make_services(engine: Engine, settings: Settings) -> Services:
         patterns=[r"\bnsfw\b"],
         guilds={GUILD_WITH_OWN_RULES: FilterRules(words=["spoilers"])},
     )
+    hints = InProcessHints()
     return Services(
         settings=settings,
         engine=engine,
-        queue=GenerationQueue(engine, settings.queue),
+        queue=GenerationQueue(engine, settings.queue, told=partial(hints.bump, SENDS)),
         sends=SendQueue(engine, settings.queue),
         fence=MessageFence(engine, settings.queue),
         insights=QueueInsights(engine),
@@ -72,6 +75,7 @@ def make_services(engine: Engine, settings: Settings) -> Services:
         storage=LocalStorage(settings.images_dir(), settings.storage),
         catalog=WorkflowCatalog.load(settings.workflows.dir),
         content_filter=ContentFilter(rules),
+        hints=hints,
     )
 
 

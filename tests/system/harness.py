@@ -59,6 +59,8 @@ class System:
         """Workers, masters and one bot process (all shards); returns once it is synced."""
         for n in range(workers):
             self.cluster.start_worker(f"w{n}")
+        # The tries a send row gets are written with it, by the master that ends the job.
+        self.cluster.master_env["STILLHOUSE_QUEUE__DELIVERY_MAX_ATTEMPTS"] = "10"
         for n in range(masters):
             self.cluster.start_master(f"m{n}")
         env = {
