@@ -263,8 +263,7 @@ class _Turn:
     executing: the next job's prompt then waits in ComfyUI's own queue, and the GPU goes
     from one prompt to the next without waiting for the worker (fetching and uploading
     the first one's images, the runpod SDK handing over the next job). ComfyUI holds at
-    most the running prompt and one queued behind it, so a job never waits behind
-    another worker's backlog."""
+    most the running prompt and one queued behind it, whatever the worker's concurrency."""
 
     def __init__(self, lock: asyncio.Lock) -> None:
         self._lock = lock
