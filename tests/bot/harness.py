@@ -13,6 +13,7 @@ from typing import Any
 from PIL import Image
 
 from bot.client import StillhouseBot
+from stillhouse.errors import ObjectNotFound
 from stillhouse.ids import new_owner
 from stillhouse.queue.records import JobRecord
 from stillhouse.queue.timing import utcnow
@@ -200,3 +201,12 @@ def wait_answer(
 def shift_clock(services: Services, by: timedelta) -> None:
     """The bot's clock, moved (token lifetimes)."""
     services.clock = lambda: utcnow() + by
+
+
+def image_gone(services: Services, key: str) -> bool:
+    """Whether storage no longer has the object."""
+    try:
+        services.storage.get(key)
+    except ObjectNotFound:
+        return True
+    return False

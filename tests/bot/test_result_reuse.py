@@ -11,7 +11,6 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import update
 
-from stillhouse.errors import ObjectNotFound
 from stillhouse.ids import new_owner
 from stillhouse.intake import Accepted, Attachment, GenerationRequest, Refusal, Requester
 from stillhouse.queue.statements import JOBS
@@ -26,6 +25,7 @@ from tests.bot.harness import (
     OTHER_USER,
     USER,
     finish,
+    image_gone,
     queued_id,
     running_bot,
     stored_result,
@@ -221,12 +221,4 @@ def test_a_second_serve_with_the_same_seed_gets_its_images_from_storage_in_disco
         maria_services.storage.get(stored[0][0])
         first_answer = wait_answer(emu, first, original)
         emu.click(first_answer, f"sh:d:{original}", USER)
-        wait_until(lambda: _gone(maria_services, stored[0][0]), 5, what="the images deleted")
-
-
-def _gone(services: Services, key: str) -> bool:
-    try:
-        services.storage.get(key)
-    except ObjectNotFound:
-        return True
-    return False
+        wait_until(lambda: image_gone(maria_services, stored[0][0]), 5, what="the images deleted")

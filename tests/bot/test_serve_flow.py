@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from stillhouse.errors import ObjectNotFound
 from stillhouse.hints import SENDS, InProcessHints
 from stillhouse.queue import GenerationQueue
 from stillhouse.schemas.states import DeliveryStatus, JobStatus
@@ -27,6 +26,7 @@ from tests.bot.harness import (
     answers,
     buttons,
     finish,
+    image_gone,
     queued_id,
     running_bot,
     shift_clock,
@@ -98,15 +98,7 @@ def test_reroll_upscale_and_delete_do_what_they_say(
 
         emu.click(result, f"sh:d:{public_id}", USER)
         wait_until(lambda: emu.message(result.id).deleted, 5, what="the result deleted")
-        wait_until(lambda: _gone(maria_services, key), 5, what="the image deleted")
-
-
-def _gone(services: Services, key: str) -> bool:
-    try:
-        services.storage.get(key)
-    except ObjectNotFound:
-        return True
-    return False
+        wait_until(lambda: image_gone(maria_services, key), 5, what="the image deleted")
 
 
 def test_a_result_after_the_token_lifetime_is_posted_in_the_channel_with_a_mention(
