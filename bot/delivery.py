@@ -19,7 +19,6 @@ import asyncio
 import contextvars
 import logging
 import time
-from asyncio import FIRST_COMPLETED
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -115,18 +114,9 @@ class DeliveryLoop:
     async def _idle(self, stopping: asyncio.Event, seconds: float) -> None:
         """Wait `seconds` for the next look, or less: a job's outcome was written (the
         SENDS hint), or the loop is stopping."""
-        hinted = asyncio.ensure_future(
-            hints.changed(self._s.hints, hints.SENDS, self._sends_seen, seconds)
+        self._sends_seen = await hints.changed_or_set(
+            self._s.hints, hints.SENDS, self._sends_seen, seconds, stopping
         )
-        stop = asyncio.ensure_future(stopping.wait())
-        try:
-            await asyncio.wait({hinted, stop}, timeout=seconds, return_when=FIRST_COMPLETED)
-        finally:
-            for waiting in (hinted, stop):
-                waiting.cancel()
-            await asyncio.gather(hinted, stop, return_exceptions=True)
-        if hinted.done() and not hinted.cancelled() and hinted.exception() is None:
-            self._sends_seen = hinted.result()
 
     async def deliver(self, row: DeliveryRecord, fenced: bool = True) -> None:
         """Send one row and record what happened; never raises."""

@@ -173,20 +173,9 @@ class Dispatcher:
     async def _idle(self, seconds: float) -> None:
         """Wait `seconds`, or less: a job of ours ended, or a front queued a new job."""
         self.capacity_freed.clear()
-        freed = asyncio.ensure_future(self.capacity_freed.wait())
-        hinted = asyncio.ensure_future(
-            hints.changed(self.hints, hints.JOBS, self._jobs_seen, seconds)
+        self._jobs_seen = await hints.changed_or_set(
+            self.hints, hints.JOBS, self._jobs_seen, seconds, self.capacity_freed
         )
-        try:
-            await asyncio.wait(
-                {freed, hinted}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            for waiting in (freed, hinted):
-                waiting.cancel()
-            await asyncio.gather(freed, hinted, return_exceptions=True)
-        if hinted.done() and not hinted.cancelled() and hinted.exception() is None:
-            self._jobs_seen = hinted.result()
 
     async def _drained(self) -> bool:
         counts = await self.calls.db(self.queue.depth)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from asyncio import FIRST_COMPLETED
 from typing import Any, Protocol
 
 from stillhouse.config import MemcachedSettings
@@ -229,3 +230,21 @@ async def changed(hints: Hints, topic: str, seen: int | None, timeout_s: float) 
         if remaining <= 0:
             return now
         await asyncio.sleep(min(WATCH_S, remaining))
+
+
+async def changed_or_set(
+    hints: Hints, topic: str, seen: int | None, timeout_s: float, event: asyncio.Event
+) -> int | None:
+    """Wait until the topic's counter moves past `seen`, `event` is set, or `timeout_s`
+    passes (a loop's idle wait); the counter as now known (`seen` unless it moved)."""
+    hinted = asyncio.ensure_future(changed(hints, topic, seen, timeout_s))
+    woken = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({hinted, woken}, timeout=timeout_s, return_when=FIRST_COMPLETED)
+    finally:
+        for waiting in (hinted, woken):
+            waiting.cancel()
+        await asyncio.gather(hinted, woken, return_exceptions=True)
+    if hinted.done() and not hinted.cancelled() and hinted.exception() is None:
+        return hinted.result()
+    return seen
