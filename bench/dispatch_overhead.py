@@ -7,10 +7,15 @@ For 1 and 3 processes it drains a pre-filled MariaDB queue twice: through real
 Dispatchers (claim in batches, submit, poll, complete with the result row, lease
 renewal) and through the queue-only baseline (claim in batches, complete) measured in the
 same run. It prints jobs/s for both, the ratio, and the added latency per job (claim to
-outcome written, p50 and p99). --check fails when one master reaches less than 0.30 of the
-baseline's throughput, as the median of --rounds (3) paired rounds (a regression guard: one
-extra write per job, to record the backend job for adoption, and the asyncio hops cost
-about half on a 2-core machine; a single pair swings from 0.30 to 0.49 here).
+outcome written, p50 and p99), and whether the goal holds: one master at 0.8 of the
+baseline or better (the median of --rounds paired rounds) and 3 masters faster than 1.
+A master's own writes per job (mark the submit, store the backend id, write the outcome)
+are committed in groups (master.writes) with precompiled statements; on 2026-11-30 that
+took one master from 0.45-0.52 to 0.81-0.91 of the baseline on this 2-core machine, and 3
+masters from 431 to 995 jobs/s.
+
+--check fails when one master's median ratio is below 0.65 or 3 masters are not faster
+than 1 (a regression guard below the measured range: a single pair swings by 0.1 here).
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ from _shared import bench_database_url, fresh_database
 from sqlalchemy import text
 
 POLL_INTERVAL_S = 0.01
-MIN_RATIO = 0.30
+MIN_RATIO = 0.65
+GOAL_RATIO = 0.8
 BATCH = 16
 
 
@@ -221,6 +227,7 @@ def main() -> int:
         f"{'added p50 ms':>13} {'added p99 ms':>13} {'queue p50 ms':>13}"
     )
     ratios: dict[int, list[float]] = {1: [], 3: []}
+    rates: dict[int, list[float]] = {1: [], 3: []}
     for processes in (1, 3):
         # The baseline alone swings by a third between runs on a 2-core machine: the guard
         # takes the median of paired rounds (baseline, then master) rather than one pair.
@@ -228,6 +235,7 @@ def main() -> int:
             base_rate, base_latency = measure("run_baseline", url, processes, args.jobs)
             rate, latency = measure("run_master", url, processes, args.jobs)
             ratios[processes].append(rate / base_rate)
+            rates[processes].append(rate)
             print(
                 f"{processes:>5} {base_rate:>18.0f} {rate:>14.0f} {rate / base_rate:>6.2f} "
                 f"{percentile(latency, 0.5) * 1000:>13.1f} "
@@ -235,9 +243,16 @@ def main() -> int:
                 f"{statistics.median(base_latency) * 1000:>13.1f}"
             )
     one = statistics.median(ratios[1])
+    one_rate, three_rate = statistics.median(rates[1]), statistics.median(rates[3])
+    scales = three_rate > one_rate
     print(f"one master: median ratio {one:.2f} over {len(ratios[1])} rounds")
-    if args.check and one < MIN_RATIO:
-        print(f"FAIL: one master reaches {one:.2f} of the queue-only throughput (< {MIN_RATIO})")
+    print(
+        f"3 masters: {three_rate:.0f} jobs/s against 1 master's {one_rate:.0f} "
+        f"({three_rate / one_rate:.2f}x); goal (ratio >= {GOAL_RATIO}, 3 masters faster): "
+        f"{'met' if one >= GOAL_RATIO and scales else 'missed'}"
+    )
+    if args.check and (one < MIN_RATIO or not scales):
+        print(f"FAIL: ratio {one:.2f} (guard {MIN_RATIO}) or 3 masters not faster than 1")
         return 1
     return 0
 

@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError
 
 from master.backends.base import Backend, BackendRefused, BackendUnavailable
 from master.metrics import MasterMetrics
+from master.writes import GroupCommit
 from stillhouse.config import Settings
 from stillhouse.db.engine import is_outage
 
@@ -69,9 +70,15 @@ class Calls:
     """The database and the backend, as a master calls them."""
 
     def __init__(
-        self, settings: Settings, backend: Backend, metrics: MasterMetrics, paused: Paused
+        self,
+        settings: Settings,
+        backend: Backend,
+        metrics: MasterMetrics,
+        paused: Paused,
+        group: GroupCommit | None = None,
     ) -> None:
         self._settings = settings
+        self._group = group
         self._backend = backend
         self._paused = paused
         self._metrics = metrics
@@ -80,11 +87,26 @@ class Calls:
         """A queue operation off the event loop, retried through a database outage for
         as long as a lease lasts: a job's outcome written after a short outage still
         counts, and past a lease the job is another holder's anyway."""
+        return await self._retried(asyncio.to_thread, operation, *args)
+
+    async def write(self, operation: Callable[..., T], *args: Any) -> T:
+        """A write to a held job, committed together with other jobs' writes (see
+        master.writes), retried like `db`."""
+        if self._group is None:
+            return await self.db(operation, *args)
+        return await self._retried(self._group.write, operation, *args)
+
+    async def _retried(
+        self,
+        run: Callable[..., Awaitable[T]],
+        operation: Callable[..., T],
+        *args: Any,
+    ) -> T:
         delay = DB_RETRY_FIRST_S
         give_up = time.monotonic() + self._settings.queue.lease_s
         while True:
             try:
-                return await asyncio.to_thread(operation, *args)
+                return await run(operation, *args)
             except DBAPIError as exc:
                 if not is_outage(exc) or time.monotonic() + delay > give_up:
                     raise

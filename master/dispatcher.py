@@ -28,6 +28,7 @@ from master.backends.base import (
 from master.calls import Calls, Paused
 from master.follower import BackendIds, InFlight, JobFollower
 from master.metrics import MasterMetrics
+from master.writes import GroupCommit
 from stillhouse import hints
 from stillhouse.config import Settings
 from stillhouse.errors import LeaseLost
@@ -60,7 +61,7 @@ class Dispatcher:
         self.metrics = metrics
         self.owner = owner
         self.paused = Paused(metrics)
-        self.calls = Calls(settings, backend, metrics, self.paused)
+        self.calls = Calls(settings, backend, metrics, self.paused, GroupCommit(queue))
         self.in_flight: dict[int, InFlight] = {}
         self.ids = BackendIds()
         self.follower = JobFollower(

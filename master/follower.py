@@ -170,7 +170,7 @@ class JobFollower:
             poll = await self._poll(flight)
             if poll.phase is not Phase.LOST:
                 adopt = functools.partial(self.queue.mark_running, adopted=True)
-                await self.calls.db(adopt, job)
+                await self.calls.write(adopt, job)
                 self.metrics.adopted.inc()
                 log.info(
                     "adopted a backend job",
@@ -201,16 +201,16 @@ class JobFollower:
                     "an earlier submit of this job may have reached the backend",
                     extra={"action": "job.submit_unknown"},
                 )
-            await self.calls.db(self.queue.begin_submit, job)
+            await self.calls.write(self.queue.begin_submit, job)
             try:
                 backend_job_id = await self.calls.bounded(self.backend.submit(request))
                 break
             except JobRejected as exc:
-                await self.calls.db(self.queue.abort_submit, job)
+                await self.calls.write(self.queue.abort_submit, job)
                 error = ErrorInfo(type="invalid_input", message=str(exc), retryable=False)
                 return Poll(phase=Phase.FAILED, error=error)
             except (BackendRefused, SubmitNotSent) as exc:
-                await self.calls.db(self.queue.abort_submit, job)
+                await self.calls.write(self.queue.abort_submit, job)
                 if isinstance(exc, BackendRefused):
                     raise
                 unknown = False
@@ -222,7 +222,7 @@ class JobFollower:
             delay = min(delay * 2, 10.0)
         self.ids.track(flight, backend_job_id)
         try:
-            await self.calls.db(self.queue.mark_running, job, backend_job_id)
+            await self.calls.write(self.queue.mark_running, job, backend_job_id)
         except LeaseLost:
             # Someone else holds the job now and will submit it themselves: stop ours.
             await self._cancel_backend_job(flight)
@@ -253,7 +253,9 @@ class JobFollower:
         note = progress.get("stage")
         if progress.get("steps"):
             note = f"step {progress.get('step')}/{progress.get('steps')}"
-        await self.calls.db(self.queue.set_progress, flight.job, float(progress["fraction"]), note)
+        await self.calls.write(
+            self.queue.set_progress, flight.job, float(progress["fraction"]), note
+        )
 
     async def _cancel(self, flight: InFlight) -> Poll | None:
         """Stop the backend job the user cancelled; if its images won the race, the
@@ -268,7 +270,7 @@ class JobFollower:
         return None
 
     async def _finish_cancelled(self, flight: InFlight) -> None:
-        await self.calls.db(self.queue.finish_cancelled, flight.job)
+        await self.calls.write(self.queue.finish_cancelled, flight.job)
         self.metrics.cancelled.inc()
         log.info("cancelled by the user", extra={"action": "job.cancelled"})
 
@@ -293,14 +295,14 @@ class JobFollower:
         job = flight.job
         if poll.phase is Phase.COMPLETED and poll.output is not None:
             result = JobResult(images=poll.output.images, timings=poll.output.timings)
-            await self.calls.db(self.queue.complete, job, result)
+            await self.calls.write(self.queue.complete, job, result)
             self.metrics.succeeded.inc()
             log.info("succeeded", extra={"action": "job.succeeded", "images": len(result.images)})
             return
         error = poll.error or ErrorInfo(
             type="unknown", message="the GPU job failed", retryable=True
         )
-        outcome = await self.calls.db(self.queue.fail, job, error)
+        outcome = await self.calls.write(self.queue.fail, job, error)
         {
             FailOutcome.RETRYING: self.metrics.retried,
             FailOutcome.FAILED: self.metrics.failed,

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, case, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -35,9 +35,11 @@ from stillhouse.queue.records import (
     ReapReport,
 )
 from stillhouse.queue.statements import (
+    BEGIN_SUBMIT_HELD,
     HELD,
     INSERT_JOB,
     JOBS,
+    RUNNING_HELD,
     SUCCEED_HELD,
     SUCCEED_HELD_UNCANCELLED,
     held_params,
@@ -369,22 +371,9 @@ class GenerationQueue(QueueTable):
         """About to hand the job to the backend. Until its id is stored, nobody else can
         know whether the backend took it: a holder that finds this mark left over by an
         earlier submit counts that submit as lost (it may have run on a GPU too)."""
-        now = self._clock()
-        # MySQL assigns left to right, each seeing the ones before: count, then mark.
-        statement = (
-            update(JOBS)
-            .where(HELD)
-            .ordered_values(
-                (
-                    _C.lost_submits,
-                    _C.lost_submits + case((_C.submitting_since.is_(None), 0), else_=1),
-                ),
-                (_C.submitting_since, now),
-                (_C.updated_at, now),
-            )
-        )
-        with self._engine.begin() as conn:
-            if conn.execute(statement, held_params(job)).rowcount != 1:
+        params = {**held_params(job), "now": self._clock()}
+        with self._begin() as conn:
+            if BEGIN_SUBMIT_HELD.execute(conn, params).rowcount != 1:
                 raise LeaseLost(f"job {job.public_id} is no longer held by {job.lease_owner}")
 
     def abort_submit(self, job: JobRecord) -> None:
@@ -397,16 +386,18 @@ class GenerationQueue(QueueTable):
         """The backend accepted the job (a new GPU try), or this holder adopted the
         backend job an earlier holder left (no new try)."""
         now = self._clock()
-        values: dict[str, Any] = {
-            "status": JobStatus.RUNNING,
-            "started_at": func.coalesce(_C.started_at, now),
-            "updated_at": now,
-        }
         if not adopted:
-            values.update(
-                backend_job_id=backend_job_id, submitting_since=None, attempts=_C.attempts + 1
-            )
-        self._update_held(job, **values)
+            params = {**held_params(job), "now": now, "backend_job_id": backend_job_id}
+            with self._begin() as conn:
+                if RUNNING_HELD.execute(conn, params).rowcount != 1:
+                    raise LeaseLost(f"job {job.public_id} is no longer held by {job.lease_owner}")
+            return
+        self._update_held(
+            job,
+            status=JobStatus.RUNNING,
+            started_at=func.coalesce(_C.started_at, now),
+            updated_at=now,
+        )
 
     def set_progress(self, job: JobRecord, value: float, note: str | None = None) -> None:
         """Record how far the job is (0..1); callers throttle."""
@@ -419,21 +410,21 @@ class GenerationQueue(QueueTable):
         for meanwhile lost the race: the user is told the images came first."""
         now = self._clock()
         params = {**held_params(job), "done": result, "now": now}
-        with self._engine.begin() as conn:
+        with self._begin() as conn:
             too_late = SUCCEED_HELD_UNCANCELLED.execute(conn, params).rowcount != 1
             if too_late and SUCCEED_HELD.execute(conn, params).rowcount != 1:
                 raise LeaseLost(f"job {job.public_id} is no longer held by {job.lease_owner}")
             outcomes.result(conn, job, result, now, self._settings, cancel_too_late=too_late)
-        self._told()
+        self._after_commit(self._told)
 
     def fail(self, job: JobRecord, error: ErrorInfo) -> FailOutcome:
         """Retry with backoff if the error allows and attempts remain; else fail for good."""
         now = self._clock()
-        with self._engine.begin() as conn:
+        with self._begin() as conn:
             current = self._lock_held(conn, job)
             settled = self._settle(conn, current, error, now)
         if settled is not FailOutcome.RETRYING:
-            self._told()
+            self._after_commit(self._told)
         return settled
 
     def hand_back(self, job: JobRecord) -> None:
@@ -460,10 +451,10 @@ class GenerationQueue(QueueTable):
     def finish_cancelled(self, job: JobRecord) -> None:
         """The holder stopped a job the user cancelled."""
         now = self._clock()
-        with self._engine.begin() as conn:
+        with self._begin() as conn:
             self._finish(conn, job, JobStatus.CANCELLED, now, held=True)
             outcomes.cancelled(conn, job, now, self._settings)
-        self._told()
+        self._after_commit(self._told)
 
     def reap_expired(self, limit: int = 500) -> ReapReport:
         """Return jobs whose holder vanished to the queue, keeping their place in line.
@@ -586,7 +577,7 @@ class GenerationQueue(QueueTable):
             raise LeaseLost(f"job {job.public_id} is no longer held by {job.lease_owner}")
 
     def _update_held(self, job: JobRecord, **values: Any) -> None:
-        with self._engine.begin() as conn:
+        with self._begin() as conn:
             changed = conn.execute(update(JOBS).where(HELD).values(**values), held_params(job))
             if changed.rowcount != 1:
                 raise LeaseLost(f"job {job.public_id} is no longer held by {job.lease_owner}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, case, func, insert, or_, select, update
 
 from stillhouse.db.models import Delivery, GenerationJob
 from stillhouse.queue.prepared import Prepared
@@ -105,6 +105,32 @@ SUCCEED_HELD = Prepared(update(JOBS).where(HELD).values(_SUCCEED_VALUES))
 # SUCCEED_HELD instead, so its answer can say the images came first.
 SUCCEED_HELD_UNCANCELLED = Prepared(
     update(JOBS).where(HELD, _C.cancel_requested.is_(False)).values(_SUCCEED_VALUES)
+)
+
+
+# About to submit: count a mark an earlier submit left (MySQL assigns left to right, each
+# seeing the ones before: count, then mark).
+BEGIN_SUBMIT_HELD = Prepared(
+    update(JOBS)
+    .where(HELD)
+    .ordered_values(
+        (_C.lost_submits, _C.lost_submits + case((_C.submitting_since.is_(None), 0), else_=1)),
+        (_C.submitting_since, bindparam("now")),
+        (_C.updated_at, bindparam("now")),
+    )
+)
+# The backend took the job: a new try, running, its backend id kept for adoption.
+RUNNING_HELD = Prepared(
+    update(JOBS)
+    .where(HELD)
+    .values(
+        status=JobStatus.RUNNING,
+        started_at=func.coalesce(_C.started_at, bindparam("now")),
+        updated_at=bindparam("now"),
+        backend_job_id=bindparam("backend_job_id"),
+        submitting_since=None,
+        attempts=_C.attempts + 1,
+    )
 )
 
 

@@ -1,0 +1,69 @@
+"""Group commit for a master's per-job writes: the jobs this master follows mark their
+submits, store backend ids and write outcomes through one writer, which runs whatever
+is pending when it is free in one transaction (GenerationQueue.together).
+
+One job alone waits for nothing: a write that finds the writer idle starts it at once.
+Under load the writes that arrive while a group is committing form the next group, so a
+master pays one commit and one thread hop per group instead of per write (measured with
+bench/dispatch_overhead.py: it was 3 of each per job).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from stillhouse.queue import GenerationQueue
+
+T = TypeVar("T")
+MAX_GROUP = 64  # writes per transaction: row locks are held until the group commits
+
+
+class GroupCommit:
+    """Runs held-job writes of many tasks in shared transactions."""
+
+    def __init__(self, queue: GenerationQueue, max_group: int = MAX_GROUP) -> None:
+        self._queue = queue
+        self._max_group = max_group
+        self._pending: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def write(self, operation: Callable[..., T], *args: Any) -> T:
+        """`operation(*args)` committed, with its result; raises what it raised (a
+        LeaseLost of its own, or the error that rolled its whole group back)."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Any] = loop.create_future()
+        # Each write keeps its caller's log context (the request's id) on the thread.
+        call = functools.partial(contextvars.copy_context().run, operation, *args)
+        self._pending.append((call, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._drain(), name="group-commit")
+        result: T = await done
+        return result
+
+    async def _drain(self) -> None:
+        while self._pending:
+            group = self._pending[: self._max_group]
+            del self._pending[: self._max_group]
+            try:
+                results = await asyncio.to_thread(self._queue.together, [op for op, _ in group])
+            except BaseException as exc:  # the group rolled back: none of it happened
+                _settle(group, [exc] * len(group))
+                if not isinstance(exc, Exception):
+                    raise  # cancelled: the callers have heard, now stop
+                continue
+            _settle(group, results)
+
+
+def _settle(group: list[tuple[Callable[[], Any], asyncio.Future[Any]]], results: list[Any]) -> None:
+    """Each caller hears its own result, or the exception that ended its write."""
+    for (_, done), result in zip(group, results, strict=True):
+        if done.done():  # its caller was cancelled meanwhile
+            continue
+        if isinstance(result, BaseException):
+            done.set_exception(result)
+        else:
+            done.set_result(result)

@@ -1,0 +1,149 @@
+"""Group commit: held-job writes of many jobs in one transaction (GenerationQueue.together
+and the master's GroupCommit), on MariaDB and SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
+
+from master.writes import GroupCommit
+from stillhouse.config import QueueSettings
+from stillhouse.errors import LeaseLost
+from stillhouse.queue import GenerationQueue
+from stillhouse.queue.records import JobRecord
+from stillhouse.schemas.jobs import JobResult
+from stillhouse.schemas.states import JobStatus
+from tests.support import IMAGE, new_job
+
+SETTINGS = QueueSettings(lease_s=30)
+
+
+class CountingQueue(GenerationQueue):
+    """Counts the transactions `together` opens and the writes in each."""
+
+    groups: list[int]
+
+    def together(self, operations: Sequence[Callable[[], Any]]) -> list[Any]:
+        self.groups.append(len(operations))
+        return super().together(operations)
+
+
+@pytest.fixture
+def told() -> list[str]:
+    return []
+
+
+@pytest.fixture
+def queue(engine: Engine, told: list[str]) -> CountingQueue:
+    queue = CountingQueue(engine, SETTINGS, told=lambda: told.append("told"))
+    queue.groups = []
+    return queue
+
+
+def claimed(queue: GenerationQueue, count: int) -> list[JobRecord]:
+    for _ in range(count):
+        queue.enqueue(new_job())
+    return queue.claim("m1", limit=count)
+
+
+def status(queue: GenerationQueue, job: JobRecord) -> JobStatus:
+    stored = queue.get(job.public_id)
+    assert stored is not None
+    return stored.status
+
+
+def test_a_lost_lease_spoils_only_its_own_write_in_a_group(queue: CountingQueue) -> None:
+    first, lost, third = claimed(queue, 3)
+    stranger = lost.model_copy(update={"lease_owner": "m2"})  # no longer this claim's
+    results = queue.together(
+        [
+            functools.partial(queue.mark_running, first, "rp-1"),
+            functools.partial(queue.mark_running, stranger, "rp-2"),
+            functools.partial(queue.mark_running, third, "rp-3"),
+        ]
+    )
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], LeaseLost)
+    assert [status(queue, job) for job in (first, lost, third)] == [
+        JobStatus.RUNNING,
+        JobStatus.DISPATCHED,
+        JobStatus.RUNNING,
+    ]
+
+
+def test_an_error_rolls_the_whole_group_back(queue: CountingQueue) -> None:
+    first, second = claimed(queue, 2)
+
+    def broken() -> None:
+        with queue._begin() as conn:  # the group's connection
+            conn.exec_driver_sql("SELECT * FROM no_such_table")
+
+    with pytest.raises(DBAPIError):
+        queue.together([functools.partial(queue.mark_running, first, "rp-1"), broken])
+    assert status(queue, first) is JobStatus.DISPATCHED
+    assert status(queue, second) is JobStatus.DISPATCHED
+
+
+def test_outcome_hints_run_once_the_group_has_committed(
+    queue: CountingQueue, told: list[str]
+) -> None:
+    first, second = claimed(queue, 2)
+    result = JobResult(images=[IMAGE])
+    seen_inside: list[int] = []
+
+    def look() -> None:
+        seen_inside.append(len(told))
+
+    queue.together(
+        [
+            functools.partial(queue.complete, first, result),
+            look,  # after the first outcome row, before the commit
+            functools.partial(queue.complete, second, result),
+        ]
+    )
+    assert seen_inside == [0]
+    assert told == ["told", "told"]
+
+
+def test_concurrent_writes_share_transactions_and_each_caller_hears_its_own(
+    queue: CountingQueue,
+) -> None:
+    jobs = claimed(queue, 12)
+    stranger = jobs[5].model_copy(update={"lease_owner": "m2"})
+
+    async def main() -> list[object]:
+        group = GroupCommit(queue)
+        writes = [
+            group.write(queue.mark_running, stranger if n == 5 else job, f"rp-{n}")
+            for n, job in enumerate(jobs)
+        ]
+        return await asyncio.gather(*writes, return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert isinstance(results[5], LeaseLost)
+    assert all(r is None for n, r in enumerate(results) if n != 5)
+    assert sum(queue.groups) == 12
+    assert len(queue.groups) < 12  # the first alone, the rest together
+    for n, job in enumerate(jobs):
+        stored = queue.get(job.public_id)
+        assert stored is not None
+        expected = None if n == 5 else f"rp-{n}"
+        assert stored.backend_job_id == expected
+
+
+def test_a_lone_write_is_committed_without_waiting_for_company(queue: CountingQueue) -> None:
+    [job] = claimed(queue, 1)
+
+    async def main() -> None:
+        await asyncio.wait_for(GroupCommit(queue).write(queue.begin_submit, job), 5)
+
+    asyncio.run(main())
+    assert queue.groups == [1]
+    stored = queue.get(job.public_id)
+    assert stored is not None and stored.submitting_since is not None
