@@ -21,6 +21,7 @@ from bot.progress import ProgressTracker
 from bot.replies import explain
 from bot.views import JobButton
 from stillhouse.ids import new_owner
+from stillhouse.lock_metrics import count_degraded_locks
 from stillhouse.services import Services
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class StillhouseBot(discord.AutoShardedClient):
         self.owner = new_owner("bot")
         self.tree = app_commands.CommandTree(self)
         self.metrics = BotMetrics()
+        count_degraded_locks(self.metrics.registry, services.locks)
         self.tracker = ProgressTracker(services, self.metrics)
         self.intake = services.intake
         self.buttons = Buttons(services, self.intake, self.tracker)

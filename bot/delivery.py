@@ -84,14 +84,7 @@ class DeliveryLoop:
         try:
             while not stopping.is_set():
                 try:
-                    rows = await self._blocking(
-                        self._s.sends.claim, self._owner, self._settings.delivery_batch
-                    )
-                    # One look for the whole batch: their jobs have ended, so no progress
-                    # edit can start now; only one already under way makes a row wait.
-                    fenced = await self._blocking(
-                        self._s.fence.held_until, [row.job_id for row in rows]
-                    )
+                    rows, fenced = await self._blocking(self._claim)
                 except DBAPIError as exc:
                     log.warning("send queue unreachable: %r", exc, extra={"action": "bot.claim"})
                     await pause(stopping, 2.0)
@@ -110,6 +103,13 @@ class DeliveryLoop:
             await asyncio.gather(renewer, return_exceptions=True)
             self._threads.shutdown(wait=False)
             self._lease_thread.shutdown(wait=False)
+
+    def _claim(self) -> tuple[list[DeliveryRecord], dict[int, Any]]:
+        """Rows to send and, in the same thread hop, which of them wait for a progress
+        edit: one look for the whole batch (their jobs have ended, so no progress edit can
+        start now; only one already under way makes a row wait)."""
+        rows = self._s.sends.claim(self._owner, self._settings.delivery_batch)
+        return rows, self._s.fence.held_until([row.job_id for row in rows])
 
     async def _idle(self, stopping: asyncio.Event, seconds: float) -> None:
         """Wait `seconds` for the next look, or less: a job's outcome was written (the

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -42,7 +43,14 @@ MAX_POLL_S = 10.0
 OVERDUE = ErrorInfo(
     type="timeout", message="the GPU service gave no result in time", retryable=True
 )
+ERROR_TYPE = re.compile(r"[a-z][a-z_]{0,31}")
 NO_TRIES_LEFT = ErrorInfo(type="lost", message="the GPU service lost the job", retryable=True)
+
+
+def error_label(error_type: str) -> str:
+    """An error type as a metric label: the known short names as they are, anything else
+    "other" (a backend's free text must not grow the metric without bound)."""
+    return error_type if ERROR_TYPE.fullmatch(error_type) else "other"
 
 
 @dataclass
@@ -302,6 +310,7 @@ class JobFollower:
         error = poll.error or ErrorInfo(
             type="unknown", message="the GPU job failed", retryable=True
         )
+        self.metrics.worker_errors.labels(error_label(error.type)).inc()
         outcome = await self.calls.write(self.queue.fail, job, error)
         {
             FailOutcome.RETRYING: self.metrics.retried,

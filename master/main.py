@@ -19,6 +19,7 @@ from stillhouse.config import Settings
 from stillhouse.db.engine import make_engine
 from stillhouse.hints import SENDS, Hints, make_hints
 from stillhouse.ids import new_owner
+from stillhouse.lock_metrics import count_degraded_locks
 from stillhouse.locks import make_locks
 from stillhouse.logs import configure_logging, log_context
 from stillhouse.queue import GenerationQueue, SendQueue
@@ -70,6 +71,7 @@ async def serve(
     sends = SendQueue(engine, settings.queue)
     locks = make_locks(settings.memcached)
     metrics = MasterMetrics()
+    count_degraded_locks(metrics.registry, locks)
     storage = make_storage(settings)
     owner = new_owner("master")
     backend = make_backend(settings, settings.data_dir / "logs", storage, owner)

@@ -59,6 +59,20 @@ class MasterMetrics:
         )
         self.in_flight = Gauge("stillhouse_jobs_in_flight", "jobs this master holds", registry=r)
         self.queue_depth = Gauge("stillhouse_queue_depth", "jobs waiting", ["status"], registry=r)
+        self.delivery_backlog = Gauge(
+            "stillhouse_delivery_backlog", "send rows waiting for a bot", registry=r
+        )
+        self.delivery_oldest = Gauge(
+            "stillhouse_delivery_oldest_seconds",
+            "how long the oldest send row waiting for a bot has waited",
+            registry=r,
+        )
+        self.worker_errors = Counter(
+            "stillhouse_worker_errors",
+            "GPU tries that ended in an error, by its type (what the worker or backend said)",
+            ["type"],
+            registry=r,
+        )
         self.queue_wait = Histogram(
             "stillhouse_queue_wait_seconds", "enqueue to claim", buckets=WAIT_BUCKETS, registry=r
         )

@@ -1,5 +1,7 @@
 """Return expired leases to the queue, one master at a time (a memcached lock; without
-memcached every master reaps and SKIP LOCKED keeps them apart), and publish queue depth."""
+memcached every master reaps and SKIP LOCKED keeps them apart), and publish queue depth
+and the delivery backlog (every master publishes the same whole-queue figures: take their
+max, not their sum)."""
 
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ async def reap_forever(
             if await reap_once(queue, sends, locks, metrics, interval_s) and wake is not None:
                 wake.bump(JOBS)  # jobs back in line: a master takes them now
             counts = await asyncio.to_thread(queue.depth)
+            waiting, oldest_s = await asyncio.to_thread(sends.backlog)
         except DBAPIError:
             log.warning("database unavailable; reaping later", extra={"action": "reap.skip"})
             continue
@@ -42,6 +45,8 @@ async def reap_forever(
             continue
         for status, count in counts.items():
             metrics.queue_depth.labels(status.value).set(count)
+        metrics.delivery_backlog.set(waiting)
+        metrics.delivery_oldest.set(oldest_s)
 
 
 async def reap_once(

@@ -7,6 +7,7 @@ Nothing here reads the environment at import time.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from stillhouse.envcheck import unknown_variables
 from stillhouse.errors import SettingsError
 
 ENV_PREFIX = "STILLHOUSE_"
@@ -588,11 +590,34 @@ class Settings(BaseSettings):
 
 
 def make_settings(**overrides: Any) -> Settings:
-    """Build the settings or raise SettingsError with one line per bad variable."""
+    """Build the settings or raise SettingsError with one line per bad variable: a value
+    that does not validate, or a STILLHOUSE_ name that is no setting (in the environment
+    or in `.env`)."""
+    mistyped = unknown_variables(_given_variables(), setting_names(), ENV_PREFIX)
+    if mistyped:
+        raise SettingsError(mistyped)
     try:
         return Settings(**overrides)
     except ValidationError as exc:
         raise SettingsError(list(_describe(exc))) from None
+
+
+def setting_names() -> set[str]:
+    """Every variable a setting is read from: each field, each group as a whole (JSON)."""
+    names = {row[0] for row in settings_table()}
+    names.update(env_name(name) for name in Settings.model_fields)
+    return names
+
+
+def _given_variables() -> dict[str, str]:
+    """The environment, and `.env` where the settings read it from."""
+    from dotenv import dotenv_values
+
+    given = dict(os.environ)
+    env_file = Path(str(Settings.model_config.get("env_file") or ".env"))
+    if env_file.is_file():
+        given.update({k: v or "" for k, v in dotenv_values(env_file).items()})
+    return given
 
 
 def safe_database_url(url: str) -> str:

@@ -60,6 +60,10 @@ class LockService(Protocol):
     def close(self) -> None:
         """Drop connections (at shutdown)."""
 
+    @property
+    def degraded_total(self) -> int:
+        """Calls that failed open because memcached was unreachable (a metric)."""
+
 
 @contextmanager
 def held(locks: LockService, key: str, ttl_s: float) -> Iterator[Lock | None]:
@@ -121,6 +125,10 @@ class InProcessLocks:
     def close(self) -> None:
         pass
 
+    @property
+    def degraded_total(self) -> int:
+        return 0  # nothing to be unreachable
+
     def _is_mine(self, lock: Lock) -> bool:
         current = self._locks.get(lock.key)
         return current is not None and current[0] == lock.token and current[1] > self._clock()
@@ -144,6 +152,11 @@ class MemcachedLocks:
             dead_timeout=1,
         )
         self._last_warning = 0.0
+        self._degraded = 0
+
+    @property
+    def degraded_total(self) -> int:
+        return self._degraded
 
     def acquire(self, key: str, ttl_s: float) -> Lock | None:
         token = secrets.token_hex(8)
@@ -223,6 +236,7 @@ class MemcachedLocks:
         return _DOWN
 
     def _warn(self, exc: BaseException) -> None:
+        self._degraded += 1
         now = time.monotonic()
         if now - self._last_warning > 10:
             self._last_warning = now

@@ -13,11 +13,25 @@ from datetime import datetime
 from typing import Any, cast
 
 from pydantic import BaseModel
-from sqlalchemy import Engine, ScalarSelect, Table, and_, delete, exists, insert, select, update
+from sqlalchemy import (
+    BindParameter,
+    Engine,
+    ScalarSelect,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
 from stillhouse.db.models import BannedUser, Switch, UserQuota
+from stillhouse.queue.prepared import Prepared
 from stillhouse.queue.timing import Clock, utcnow
 
 BANS = cast(Table, BannedUser.__table__)
@@ -32,6 +46,37 @@ EVERYWHERE = 0  # the scope of deployment-wide bans and switches
 def scopes(guild_id: int | None) -> tuple[int, ...]:
     """The scopes that apply to a request from this guild (none: direct messages, API)."""
     return (EVERYWHERE,) if not guild_id else (EVERYWHERE, guild_id)
+
+
+def _standing() -> Prepared:
+    """Pause, ban and quota in one statement (every acceptance asks: compiled once)."""
+    where: tuple[BindParameter[Any], ...] = (bindparam("everywhere"), bindparam("guild"))
+    pause = (
+        SWITCHES.c.name == INTAKE_PAUSED,
+        SWITCHES.c.enabled.is_(True),
+        or_(*(SWITCHES.c.guild_id == scope for scope in where)),
+    )
+
+    def first_pause(column: ColumnElement[Any]) -> ScalarSelect[Any]:
+        chosen = select(column).where(*pause).order_by(SWITCHES.c.guild_id).limit(1)
+        return chosen.scalar_subquery()
+
+    user: BindParameter[Any] = bindparam("user_id")
+    banned = select(BANS.c.user_id).where(
+        BANS.c.user_id == user, or_(*(BANS.c.guild_id == scope for scope in where))
+    )
+    quota = select(QUOTAS.c.daily_jobs).where(QUOTAS.c.user_id == user)
+    return Prepared(
+        select(
+            first_pause(SWITCHES.c.guild_id).label("scope"),
+            first_pause(SWITCHES.c.note).label("note"),
+            exists(banned).label("banned"),
+            quota.scalar_subquery().label("quota"),
+        )
+    )
+
+
+_STANDING = _standing()
 
 
 class Ban(BaseModel):
@@ -134,29 +179,10 @@ class Moderation:
     def standing(self, user_id: int, guild_id: int | None) -> Standing:
         """Pause, ban and quota for a request, read in one statement: every acceptance
         asks, and three round trips cost more than the three lookups."""
-        where = scopes(guild_id)
-        pause = (
-            SWITCHES.c.name == INTAKE_PAUSED,
-            SWITCHES.c.enabled.is_(True),
-            SWITCHES.c.guild_id.in_(where),
-        )
-
-        def first_pause(column: ColumnElement[Any]) -> ScalarSelect[Any]:
-            chosen = select(column).where(*pause).order_by(SWITCHES.c.guild_id).limit(1)
-            return chosen.scalar_subquery()
-
-        banned = select(BANS.c.user_id).where(BANS.c.user_id == user_id, BANS.c.guild_id.in_(where))
-        quota = select(QUOTAS.c.daily_jobs).where(QUOTAS.c.user_id == user_id)
-        with self._engine.connect() as conn:
-            row = conn.execute(
-                select(
-                    first_pause(SWITCHES.c.guild_id),
-                    first_pause(SWITCHES.c.note),
-                    exists(banned),
-                    quota.scalar_subquery(),
-                )
-            ).one()
-        scope, note, is_banned, own = row
+        params = {"user_id": user_id, "everywhere": EVERYWHERE, "guild": guild_id or EVERYWHERE}
+        with self._engine.begin() as conn:
+            [row] = _STANDING.mappings(conn, params)
+        scope, note, is_banned, own = row["scope"], row["note"], row["banned"], row["quota"]
         paused = None if scope is None else SwitchState(enabled=True, note=note, guild_id=scope)
         return Standing(paused=paused, banned=bool(is_banned), quota=own)
 

@@ -14,11 +14,12 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import Connection, Engine, Table, case, func, insert, select, update
+from sqlalchemy import Connection, Engine, Table, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from stillhouse.db.models import Requester
 from stillhouse.errors import StillhouseError
+from stillhouse.queue.prepared import Prepared
 from stillhouse.queue.records import Enqueued, JobRecord
 from stillhouse.queue.statements import JOBS
 from stillhouse.schemas.states import ACTIVE_JOB_STATES, JobStatus
@@ -28,6 +29,30 @@ _C = JOBS.c
 _UNFINISHED = (JobStatus.QUEUED, *ACTIVE_JOB_STATES)
 RATE_WINDOW = timedelta(minutes=1)
 QUOTA_WINDOW = timedelta(days=1)
+
+# Every acceptance runs these: compiled once (stillhouse.queue.prepared), not rebuilt.
+_LOCK_REQUESTER = Prepared(
+    update(REQUESTERS)
+    .where(REQUESTERS.c.user_id == bindparam("user_id"))
+    .values(last_request_at=bindparam("now"))
+)
+_COUNT_RECENT = Prepared(
+    select(
+        func.count().label("today"),
+        func.coalesce(
+            func.sum(case((_C.created_at >= bindparam("minute_ago"), 1), else_=0)), 0
+        ).label("this_minute"),
+        func.min(case((_C.created_at >= bindparam("minute_ago"), _C.created_at), else_=None)).label(
+            "oldest_this_minute"
+        ),
+        func.min(_C.created_at).label("oldest_today"),
+    ).where(_C.user_id == bindparam("user_id"), _C.created_at >= bindparam("day_ago"))
+)
+_COUNT_UNFINISHED = Prepared(
+    select(func.count().label("active")).where(
+        _C.user_id == bindparam("user_id"), or_(*(_C.status == state for state in _UNFINISHED))
+    )
+)
 
 
 class Limits(BaseModel):
@@ -65,8 +90,7 @@ class IdempotencyConflict(StillhouseError):
 def lock_requester(conn: Connection, user_id: int, now: datetime) -> bool:
     """Hold the user's row until the transaction ends; False when the user has no row
     yet (create it with `add_requester`, outside this transaction, and start again)."""
-    touch = update(REQUESTERS).where(REQUESTERS.c.user_id == user_id)
-    return bool(conn.execute(touch.values(last_request_at=now)).rowcount)
+    return bool(_LOCK_REQUESTER.execute(conn, {"user_id": user_id, "now": now}).rowcount)
 
 
 def add_requester(engine: Engine, user_id: int, now: datetime) -> None:
@@ -85,28 +109,20 @@ def add_requester(engine: Engine, user_id: int, now: datetime) -> None:
 def check_limits(conn: Connection, user_id: int, limits: Limits, now: datetime) -> None:
     """LimitReached if one more request would go past a limit (call with the lock held)."""
     minute_ago = now - RATE_WINDOW
-    counted = conn.execute(
-        select(
-            func.count(),
-            func.coalesce(func.sum(case((_C.created_at >= minute_ago, 1), else_=0)), 0),
-            func.min(case((_C.created_at >= minute_ago, _C.created_at), else_=None)),
-            func.min(_C.created_at),
-        ).where(_C.user_id == user_id, _C.created_at >= now - QUOTA_WINDOW)
-    ).one()
-    today, this_minute = int(counted[0]), int(counted[1])
+    [counted] = _COUNT_RECENT.mappings(
+        conn, {"user_id": user_id, "minute_ago": minute_ago, "day_ago": now - QUOTA_WINDOW}
+    )
+    today, this_minute = int(counted["today"]), int(counted["this_minute"])
     if this_minute >= limits.per_minute:
-        oldest = counted[2]
+        oldest = counted["oldest_this_minute"]
         wait = (oldest + RATE_WINDOW - now).total_seconds() if oldest else 60.0
         raise LimitReached("rate", this_minute, limits.per_minute, max(1.0, wait))
-    active = int(
-        conn.execute(
-            select(func.count()).where(_C.user_id == user_id, _C.status.in_(_UNFINISHED))
-        ).scalar_one()
-    )
+    [unfinished] = _COUNT_UNFINISHED.mappings(conn, {"user_id": user_id})
+    active = int(unfinished["active"])
     if active >= limits.max_active:
         raise LimitReached("active", active, limits.max_active)
     if limits.daily is not None and today >= limits.daily:
-        oldest = counted[3]
+        oldest = counted["oldest_today"]
         wait = (oldest + QUOTA_WINDOW - now).total_seconds() if oldest else None
         raise LimitReached("quota", today, limits.daily, wait)
 

@@ -18,7 +18,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from stillhouse.errors import LeaseLost
 from stillhouse.queue.base import QueueTable
 from stillhouse.queue.records import DeliveryRecord, LeaseStatus, ReapReport
-from stillhouse.queue.statements import SENDS
+from stillhouse.queue.statements import SENDS, lease_sends, pending_sends
 from stillhouse.schemas.states import DeliveryStatus
 
 _C = SENDS.c
@@ -34,35 +34,21 @@ class SendQueue(QueueTable):
         if limit < 1:
             raise ValueError(f"claim limit must be at least 1, got {limit}")
         now = self._clock()
-        chosen = self._partitions(partitions)
+        chosen = tuple(sorted(self._partitions(partitions)))
+        expires = now + timedelta(seconds=self._settings.delivery_lease_s)
         with self._engine.begin() as conn:
-            rows = [
-                dict(r)
-                for r in conn.execute(
-                    select(SENDS)
-                    .where(
-                        _C.status == DeliveryStatus.PENDING,
-                        _C.partition_id.in_(chosen),
-                        _C.run_after <= now,
-                    )
-                    .order_by(_C.run_after, _C.id)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                ).mappings()
-            ]
+            rows = pending_sends(limit, chosen).mappings(conn, {"now": now})
             if not rows:
                 return []
-            leased = {
-                "status": DeliveryStatus.SENDING,
-                "lease_owner": owner,
-                "lease_expires_at": now + timedelta(seconds=self._settings.delivery_lease_s),
-                "updated_at": now,
-            }
-            conn.execute(
-                update(SENDS)
-                .where(_C.id.in_([r["id"] for r in rows]))
-                .values(attempts=_C.attempts + 1, **leased)
-            )
+            lease = {"owner": owner, "expires": expires, "now": now}
+            lease.update({f"id_{n}": row["id"] for n, row in enumerate(rows)})
+            lease_sends(len(rows)).execute(conn, lease)
+        leased = {
+            "status": DeliveryStatus.SENDING,
+            "lease_owner": owner,
+            "lease_expires_at": expires,
+            "updated_at": now,
+        }
         return [DeliveryRecord.from_row(r | leased | {"attempts": r["attempts"] + 1}) for r in rows]
 
     def get(self, delivery_id: int) -> DeliveryRecord | None:
@@ -145,6 +131,19 @@ class SendQueue(QueueTable):
                 for r in (DeliveryRecord.from_row(row) for row in rows)
             )
         return ReapReport(requeued=settled[True], failed=settled[False])
+
+    def backlog(self) -> tuple[int, float]:
+        """Rows waiting to be sent, and how long the oldest has waited in seconds (0 when
+        none): what an operator alarms on when bots fall behind or Discord refuses."""
+        now = self._clock()
+        with self._engine.connect() as conn:
+            count, oldest = conn.execute(
+                select(func.count(), func.min(_C.created_at)).where(
+                    _C.status == DeliveryStatus.PENDING
+                )
+            ).one()
+        waited = (now - oldest).total_seconds() if oldest is not None else 0.0
+        return int(count), max(0.0, waited)
 
     def counts(self) -> dict[DeliveryStatus, int]:
         """Rows per status (for stats and tests)."""

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -25,6 +25,7 @@ from stillhouse.queue.admission import (
 )
 from stillhouse.queue.base import QueueTable
 from stillhouse.queue.estimates import PaceCache
+from stillhouse.queue.prepared import Prepared
 from stillhouse.queue.records import (
     CancelOutcome,
     Enqueued,
@@ -52,6 +53,7 @@ from stillhouse.schemas.states import ACTIVE_JOB_STATES, TERMINAL_JOB_STATES, Jo
 from stillhouse.schemas.worker_io import ErrorInfo
 
 _C = JOBS.c
+_ID_OF_REQUEST = Prepared(select(_C.id).where(_C.interaction_id == bindparam("interaction_id")))
 
 
 class GenerationQueue(QueueTable):
@@ -190,10 +192,12 @@ class GenerationQueue(QueueTable):
         if interaction_id is None:
             return None
         # The id first: the usual answer is "none", and a whole row costs its columns.
-        found = conn.execute(select(_C.id).where(_C.interaction_id == interaction_id)).scalar()
-        if found is None:
+        found = _ID_OF_REQUEST.mappings(conn, {"interaction_id": interaction_id})
+        if not found:
             return None
-        return JobRecord.from_row(conn.execute(select(JOBS).where(_C.id == found)).mappings().one())
+        return JobRecord.from_row(
+            conn.execute(select(JOBS).where(_C.id == found[0]["id"])).mappings().one()
+        )
 
     def get(self, public_id: str) -> JobRecord | None:
         """The job with this public id, or None."""

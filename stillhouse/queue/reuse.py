@@ -25,14 +25,27 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, exists, func, or_, select, update
+from sqlalchemy import Connection, bindparam, exists, func, or_, select, update
 
+from stillhouse.queue.prepared import Prepared
 from stillhouse.queue.statements import JOBS
 from stillhouse.schemas.graph import ComfyGraph
 from stillhouse.schemas.jobs import InputSource, JobResult
 from stillhouse.schemas.states import JobStatus
 
 _C = JOBS.c
+# Looked up by every acceptance (stillhouse.queue.prepared: compiled once).
+_NEWEST_SUCCESS = Prepared(
+    select(_C.public_id, _C.reused_from, _C.result)
+    .where(
+        _C.reuse_key == bindparam("key"),
+        _C.status == JobStatus.SUCCEEDED,
+        _C.finished_at >= bindparam("since"),
+    )
+    .order_by(_C.id.desc())
+    .limit(1)
+    .with_for_update(read=True)
+)
 
 
 def reuse_key(
@@ -56,16 +69,11 @@ def earlier_result(conn: Connection, key: str, since: datetime) -> tuple[str, Jo
     """The newest success with this key that finished after `since`: the public id of the
     job that made the images (the original, when that success was itself reused) and
     its result."""
-    row = conn.execute(
-        select(_C.public_id, _C.reused_from, _C.result)
-        .where(_C.reuse_key == key, _C.status == JobStatus.SUCCEEDED, _C.finished_at >= since)
-        .order_by(_C.id.desc())
-        .limit(1)
-        .with_for_update(read=True)
-    ).first()
-    if row is None or row.result is None:
+    rows = _NEWEST_SUCCESS.mappings(conn, {"key": key, "since": since})
+    row = rows[0] if rows else None
+    if row is None or row["result"] is None:
         return None
-    return (row.reused_from or row.public_id, row.result)
+    return (row["reused_from"] or row["public_id"], row["result"])
 
 
 def reused_values(original: str, result: JobResult, now: datetime) -> dict[str, Any]:

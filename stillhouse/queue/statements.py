@@ -15,7 +15,7 @@ from sqlalchemy import Table, and_, bindparam, case, func, insert, or_, select, 
 from stillhouse.db.models import Delivery, GenerationJob
 from stillhouse.queue.prepared import Prepared
 from stillhouse.queue.records import JobRecord
-from stillhouse.schemas.states import ACTIVE_JOB_STATES, JobStatus
+from stillhouse.schemas.states import ACTIVE_JOB_STATES, DeliveryStatus, JobStatus
 
 JOBS = cast(Table, GenerationJob.__table__)
 SENDS = cast(Table, Delivery.__table__)
@@ -106,6 +106,41 @@ SUCCEED_HELD = Prepared(update(JOBS).where(HELD).values(_SUCCEED_VALUES))
 SUCCEED_HELD_UNCANCELLED = Prepared(
     update(JOBS).where(HELD, _C.cancel_requested.is_(False)).values(_SUCCEED_VALUES)
 )
+
+
+# The send queue's claim, like the generation queue's: one statement per size.
+@functools.lru_cache(maxsize=64)
+def pending_sends(limit: int, partitions: tuple[int, ...]) -> Prepared:
+    """The next `limit` pending rows of these partitions, locked, skipping locked ones."""
+    sends = SENDS.c
+    return Prepared(
+        select(SENDS)
+        .where(
+            sends.status == DeliveryStatus.PENDING,
+            or_(*(sends.partition_id == partition for partition in partitions)),
+            sends.run_after <= bindparam("now"),
+        )
+        .order_by(sends.run_after, sends.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def lease_sends(count: int) -> Prepared:
+    """Lease `count` send rows, bound as id_0 … id_{count-1}."""
+    sends = SENDS.c
+    return Prepared(
+        update(SENDS)
+        .where(sends.id.in_([bindparam(f"id_{n}") for n in range(count)]))
+        .values(
+            attempts=sends.attempts + 1,
+            status=DeliveryStatus.SENDING,
+            lease_owner=bindparam("owner"),
+            lease_expires_at=bindparam("expires"),
+            updated_at=bindparam("now"),
+        )
+    )
 
 
 # About to submit: count a mark an earlier submit left (MySQL assigns left to right, each

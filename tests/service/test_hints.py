@@ -58,3 +58,19 @@ def test_many_waiters_share_one_watcher_thread(memcached: MemcachedServer) -> No
     assert hints.watcher(JOBS) is hints.watcher(JOBS)
     assert threading.active_count() <= before + 2  # the watcher (and a finished timer)
     hints.close()
+
+
+def test_the_watcher_looks_often_while_hints_flow_and_less_once_still() -> None:
+    from stillhouse.hints import (
+        HOT_S,
+        HOT_WATCH_S,
+        UNREACHABLE_RETRY_S,
+        WATCH_S,
+        _interval,
+    )
+
+    assert _interval(True, 0.0) == HOT_WATCH_S
+    assert _interval(True, HOT_S - 1) == HOT_WATCH_S
+    assert _interval(True, HOT_S + 1) == WATCH_S
+    assert _interval(False, 0.0) == UNREACHABLE_RETRY_S
+    assert HOT_WATCH_S < WATCH_S
