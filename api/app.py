@@ -8,7 +8,7 @@ from functools import partial
 
 from fastapi import FastAPI, HTTPException, Response, status
 
-from api import errors, generations, images, limits, openapi, pages, uploads
+from api import errors, generations, images, limits, metrics, openapi, pages, uploads
 from api.auth import CallerDep, ServicesDep
 from api.models import ParameterOut, WorkflowOut
 from stillhouse.errors import BadSignature, InvalidKey, ObjectNotFound
@@ -52,6 +52,7 @@ def make_app(services: Services, *, banner: str | None = None) -> FastAPI:
         path = services.storage.url_path.rstrip("/") + "/{key:path}"
         app.add_api_route(path, local_file, methods=["GET"], include_in_schema=False)
     pages.add_pages(app, banner=banner)
+    app.state.metrics = metrics.add_metrics(app)
     return app
 
 

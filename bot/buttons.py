@@ -84,7 +84,11 @@ class Buttons:
                 await asyncio.to_thread(self._s.storage.delete, image.key)
         log.info(
             "result deleted",
-            extra={"action": "bot.delete", "job": job.public_id, "images_kept_shared": shared},
+            extra={
+                "action": "bot.delete",
+                "public_id": job.public_id,
+                "images_kept_shared": shared,
+            },
         )
 
     # -- queueing a new job from an old one -------------------------------------------------

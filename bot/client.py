@@ -42,17 +42,20 @@ class StillhouseBot(discord.AutoShardedClient):
         # Guild events only: the bot needs its guilds and channels, never message text.
         intents = discord.Intents.none()
         intents.guilds = True
+        metrics = BotMetrics()
         super().__init__(
             intents=intents,
             shard_ids=shard_ids,  # type: ignore[arg-type]  # None: every shard
             shard_count=shard_count,
+            http_trace=metrics.trace(),
             **options,
         )
         self.services = services
         self.owner = new_owner("bot")
         self.tree = app_commands.CommandTree(self)
-        self.metrics = BotMetrics()
-        count_degraded_locks(self.metrics.registry, services.locks)
+        self.metrics = metrics
+        count_degraded_locks(metrics.registry, services.locks)
+        metrics.watch_gateway(lambda: self.latencies)
         self.tracker = ProgressTracker(services, self.metrics)
         self.intake = services.intake
         self.buttons = Buttons(services, self.intake, self.tracker)

@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import aiohttp
@@ -37,7 +38,7 @@ from stillhouse import hints
 from stillhouse.errors import LeaseLost, ObjectNotFound, StorageError
 from stillhouse.logs import log_context
 from stillhouse.queue.records import DeliveryRecord
-from stillhouse.schemas.jobs import ResultPayload
+from stillhouse.schemas.jobs import FailurePayload, ResultPayload
 from stillhouse.services import Services
 
 log = logging.getLogger(__name__)
@@ -162,7 +163,17 @@ class DeliveryLoop:
         # Sent: recording it must outlast a database outage, or the row would be sent again.
         await self._record(sends.mark_sent, row, message_id)
         self._metrics.deliveries.labels("sent").inc()
+        self._observe_answer(row)
         log.info("delivered", extra={"action": "bot.deliver.sent", "kind": row.kind})
+
+    def _observe_answer(self, row: DeliveryRecord) -> None:
+        """Interaction to answer, for the rows that answer a request: its token's expiry
+        less the token's lifetime is when the interaction was made."""
+        expires = row.routing.interaction_expires_at
+        if expires is None or not isinstance(row.payload, ResultPayload | FailurePayload):
+            return
+        made = expires - timedelta(seconds=self._settings.token_lifetime_s)
+        self._metrics.answer_time.observe(max(0.0, (self._s.clock() - made).total_seconds()))
 
     async def _send(self, row: DeliveryRecord, fenced: bool) -> int | None:
         outgoing = await render(row, self._s, self._client)

@@ -46,6 +46,35 @@ def bot(shard_ids: str, shard_count: int | None) -> None:
     sys.exit(run_bot(load_settings(), ids, shard_count))
 
 
+@cli.group()
+def scale() -> None:
+    """Change how much of each tier runs."""
+
+
+@scale.command("workers")
+@click.option("--min", "minimum", type=click.IntRange(min=0), required=True, help="workers kept")
+@click.option("--max", "maximum", type=click.IntRange(min=0), required=True, help="workers at most")
+def scale_workers(minimum: int, maximum: int) -> None:
+    """The RunPod endpoint's worker counts (through RunPod's REST API)."""
+    from master.scaling import main as set_counts
+    from stillhouse.commands.common import load_settings
+
+    sys.exit(set_counts(load_settings().runpod, minimum, maximum))
+
+
+@cli.command()
+def shards() -> None:
+    """How many bot shards Discord recommends, and how to run that many."""
+    from bot.shards import main as advise
+    from stillhouse.commands.common import load_settings
+    from stillhouse.config import env_name
+
+    token = load_settings().bot.token
+    if token is None:
+        raise SettingsError([f"{env_name('bot', 'token')}: required to ask Discord"])
+    sys.exit(advise(token.get_secret_value()))
+
+
 @cli.command()
 @click.option("--until-idle", is_flag=True, help="exit once the queue is empty (batch runs)")
 def master(until_idle: bool) -> None:

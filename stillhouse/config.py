@@ -371,6 +371,10 @@ class RunPodSettings(BaseModel):
     base_url: str = Field(
         default="https://api.runpod.ai/v2", description="API base (a test double in tests)"
     )
+    rest_url: str = Field(
+        default="https://rest.runpod.io/v1",
+        description="REST API base, for `stillhouse scale workers` (a test double in tests)",
+    )
     webhook_url: str = Field(
         default="", description="public URL of this master's /webhooks/runpod; empty = poll"
     )

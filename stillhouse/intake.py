@@ -295,7 +295,7 @@ class Intake:
             "request queued" if enqueued.created else "request already queued",
             extra={
                 "action": "intake.enqueue",
-                "job": enqueued.job.public_id,
+                "public_id": enqueued.job.public_id,
                 "workflow": enqueued.job.workflow_name,
                 "source": requester.source,
                 "user": requester.user_id,

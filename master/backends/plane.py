@@ -156,7 +156,7 @@ class ControlPlane:
                 if not self._may_take(worker):
                     break
                 job.status, job.worker = "IN_PROGRESS", worker.id
-                log.debug("taken", extra={"action": "plane.take", "job": job.id})
+                log.debug("taken", extra={"action": "plane.take", "backend_job_id": job.id})
                 self.on_change(job.id)
                 taken.append({"id": job.id, "input": job.input})
             if taken:
@@ -172,7 +172,7 @@ class ControlPlane:
         body = json.loads(await request.text() or "{}")
         if job is None or job.status in FINAL:
             return web.Response(text="ok")  # cancelled meanwhile: dropped, as RunPod does
-        log.debug("reported", extra={"action": "plane.done", "job": job.id})
+        log.debug("reported", extra={"action": "plane.done", "backend_job_id": job.id})
         if body.get("status") == "IN_PROGRESS":
             output = body.get("output")
             job.progress = output if isinstance(output, dict) else None

@@ -8,6 +8,7 @@ log, and one request can be followed across the processes by its id."""
 from __future__ import annotations
 
 import io
+import json
 import secrets
 import sys
 
@@ -36,9 +37,25 @@ S3_SECRET = "s3-secret-" + secrets.token_hex(8)
 API_KEY = "api-key-" + secrets.token_hex(12)
 
 
+JSON_LOGS = {"STILLHOUSE_LOG__FORMAT": "json"}  # as deployed: one request followed by a field
+
+
 def e2e_front_env(cluster: Cluster, name: str) -> dict[str, str]:
     """The shared front settings, with the API key the test uses."""
-    return {**front_env(cluster, name), "STILLHOUSE_API__KEYS": f"e2e:{API_KEY}"}
+    return {**front_env(cluster, name), "STILLHOUSE_API__KEYS": f"e2e:{API_KEY}", **JSON_LOGS}
+
+
+def lines_about(log: str, public_id: str) -> list[dict[str, object]]:
+    """The JSON log lines whose `public_id` field is this request's."""
+    found = []
+    for line in log.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a line a library printed itself
+        if isinstance(record, dict) and record.get("public_id") == public_id:
+            found.append(record)
+    return found
 
 
 def with_password(url: str) -> str:
@@ -75,7 +92,8 @@ def test_serve_and_api_requests_each_arrive_once_through_every_real_part(
         update={"s3_secret_access_key": SecretStr(S3_SECRET)}  # moto takes any secret
     )
     for n in range(WORKERS):
-        cluster.start_worker(f"w{n}")
+        cluster.start_worker(f"w{n}", env=JSON_LOGS)
+    cluster.master_env.update(JSON_LOGS)
     for name in ("m0", "m1"):
         cluster.start_master(name)
     bot_env = {
@@ -140,10 +158,19 @@ def test_serve_and_api_requests_each_arrive_once_through_every_real_part(
     secret_values += [ix.token for ix in served]
     leaks = [(name, v[:12]) for name, log in logs.items() for v in secret_values if v in log]
     assert not leaks, f"secrets in logs: {leaks}"
+    # One request, followed through every process by the one field `public_id`: the bot
+    # queued and delivered it, a master submitted and settled it, a worker ran it.
     followed = serve_ids[0]
-    seen_in = {name for name, log in logs.items() if followed in log}
-    assert {"bot", "m0", "m1"} & seen_in and "bot" in seen_in, seen_in
-    assert any(name.startswith("w") for name in seen_in), f"no worker logged {followed}"
+    actions = {
+        name: {str(r["action"]) for r in lines_about(log, followed)} for name, log in logs.items()
+    }
+    assert {"intake.enqueue", "bot.deliver.sent"} <= actions["bot"], actions["bot"]
+    masters = actions["m0"] | actions["m1"]
+    assert {"job.submit", "job.succeeded"} <= masters, masters
+    workers = set().union(*(seen for name, seen in actions.items() if name.startswith("w")))
+    assert "worker.done" in workers, workers
+    api_request = lines_about(logs["api"], api_ids[0])
+    assert any(r["action"] == "intake.enqueue" for r in api_request), api_request
 
 
 def _answers(url: str) -> bool:

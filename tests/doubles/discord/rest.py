@@ -108,12 +108,20 @@ class Rest:
         owner = guilds[0].spec.owner_id if guilds else DEFAULT_OWNER_ID
         return json_response(payloads.application(self.state, owner))
 
+    def recommended_shards(self) -> int:
+        """What Discord recommends: its own figure when a test set one, else one shard per
+        1,000 guilds (Discord's guidance), at least one."""
+        with self.state.lock:
+            if self.state.recommended_shards is not None:
+                return self.state.recommended_shards
+            return max(1, -(-len(self.state.guilds) // 1000))
+
     async def get_gateway(self, request: web.Request) -> web.Response:
         body: dict[str, Any] = {"url": self.gateway.url}
         if request.path.endswith("/bot"):
             self._auth(request)
             limit = {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}
-            body.update(shards=1, session_start_limit=limit)
+            body.update(shards=self.recommended_shards(), session_start_limit=limit)
         return json_response(body)
 
     # -- application commands --------------------------------------------------------------

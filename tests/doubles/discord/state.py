@@ -330,6 +330,7 @@ class State:
         self.ids = Snowflakes(self.clock)
         self.tokens = (f"emu-interaction-{n:08d}" for n in itertools.count(1))
         self.guilds: dict[int, Guild] = {}
+        self.recommended_shards: int | None = None  # GET /gateway/bot's `shards`, if set
         self.channels: dict[int, Channel] = {}
         self.messages: dict[int, Message] = {}
         self.attachments: dict[int, Attachment] = {}

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from tests.doubles.runpod.state import EndpointState, HostedRequest
 
-HOSTED_OPS = ("run", "status", "cancel", "health")
+HOSTED_OPS = ("run", "status", "cancel", "health", "update_endpoint")
 RUNPOD_JOB = web.RequestKey("runpod_job", str)  # the job a /run created, for the log
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -19,6 +19,27 @@ from tests.doubles.runpod.state import FINAL, EndpointState, Fate, Job, Worker
 from tests.doubles.runpod.store import JobStore
 
 LONG_POLL_S = 1.0
+# What RunPod's REST API lets PATCH /v1/endpoints/{id} change (EndpointUpdateInput).
+ENDPOINT_FIELDS = frozenset(
+    {
+        "allowedCudaVersions",
+        "cpuFlavorIds",
+        "dataCenterIds",
+        "executionTimeoutMs",
+        "flashboot",
+        "gpuCount",
+        "gpuTypeIds",
+        "idleTimeout",
+        "name",
+        "networkVolumeId",
+        "scalerType",
+        "scalerValue",
+        "templateId",
+        "vcpuCount",
+        "workersMax",
+        "workersMin",
+    }
+)
 SWEEP_S = 0.1
 
 
@@ -32,6 +53,29 @@ class Handlers:
     _store: JobStore | None
     _pool: SimulatedPool | None
     _http: ClientSession
+
+    async def _update_endpoint(self, request: web.Request) -> web.Response:
+        """PATCH /v1/endpoints/{id}: change the endpoint's settings, as RunPod's REST API
+        does: known fields only, worker counts whole and 0 <= workersMin <= workersMax;
+        the endpoint as it now is."""
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.json_response({"error": "the body is not JSON"}, status=400)
+        if not isinstance(body, dict) or not body:
+            return web.json_response({"error": "nothing to update"}, status=400)
+        unknown = sorted(set(body) - ENDPOINT_FIELDS)
+        if unknown:
+            return web.json_response({"error": f"unknown fields: {unknown}"}, status=400)
+        counts = {k: body[k] for k in ("workersMin", "workersMax") if k in body}
+        if any(type(v) is not int or v < 0 for v in counts.values()):
+            return web.json_response({"error": "worker counts are whole numbers >= 0"}, status=400)
+        wanted = {**self.state.settings, **body}
+        if wanted["workersMin"] > wanted["workersMax"]:
+            return web.json_response({"error": "workersMin exceeds workersMax"}, status=400)
+        self.state.settings = wanted
+        endpoint = request.match_info["endpoint"]
+        return web.json_response({"id": endpoint, "name": endpoint, **wanted})
 
     def _touch(self) -> None:
         # Wake every waiter: each holds the event of its moment, set here and replaced,

@@ -70,6 +70,11 @@ class RunPodDouble(Handlers):
         """What `STILLHOUSE_RUNPOD__BASE_URL` points at (RunPod's `/v2`)."""
         return f"http://127.0.0.1:{self.port}/v2"
 
+    @property
+    def rest_url(self) -> str:
+        """What `STILLHOUSE_RUNPOD__REST_URL` points at (RunPod's REST API, `/v1`)."""
+        return f"http://127.0.0.1:{self.port}/rest/v1"
+
     def worker_env(self, worker_id: str) -> dict[str, str]:
         """The environment the real runpod worker SDK reads."""
         root = f"http://127.0.0.1:{self.port}"
@@ -166,6 +171,10 @@ class RunPodDouble(Handlers):
                 web.get(f"{ep}/status/{{job}}", self._status, name="status"),
                 web.post(f"{ep}/cancel/{{job}}", self._cancel, name="cancel"),
                 web.get(f"{ep}/health", self._health, name="health"),
+                # RunPod's REST API (rest.runpod.io/v1) for the endpoint's own settings.
+                web.patch(
+                    "/rest/v1/endpoints/{endpoint}", self._update_endpoint, name="update_endpoint"
+                ),
                 web.get("/job-take/{worker}", self._take),
                 web.get("/job-take-batch/{worker}", self._take),
                 web.post("/job-done/{worker}", self._done),

@@ -136,6 +136,10 @@ class EndpointState:
     kills: list[dict[str, Any]] = field(default_factory=list)
     kill_armed: bool = False
     on_change: Callable[[Job], None] | None = None
+    # The endpoint's settings that RunPod's REST API changes (PATCH /v1/endpoints/{id}).
+    settings: dict[str, Any] = field(
+        default_factory=lambda: {"workersMin": 0, "workersMax": 3, "idleTimeout": 5}
+    )
 
     def changed(self, job: Job) -> None:
         if self.on_change is not None:
