@@ -1,8 +1,10 @@
-"""/admin: pause and resume intake, stats, bans and quotas; every answer is ephemeral.
+"""/admin: pause and resume intake, stats, bans, quotas and the GPU workers' scale; every
+answer is ephemeral.
 
 A server's managers act on their own server only: pause it, ban in it, see its stats.
-What reaches every server (`everywhere`, and per-user quotas, which count a user's
-requests in every server) belongs to the operators in STILLHOUSE_BOT__ADMIN_IDS."""
+What reaches every server (`everywhere`, per-user quotas, which count a user's requests in
+every server, and the RunPod endpoint's worker counts) belongs to the operators in
+STILLHOUSE_BOT__ADMIN_IDS."""
 
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from discord import app_commands
 from bot import messages
 from bot.context import BotContext
 from bot.replies import claim_interaction, explain, reply
+from master.scaling import ScalingRefused, set_worker_counts
+from stillhouse.errors import SettingsError
 from stillhouse.intake import Refusal
 from stillhouse.moderation import EVERYWHERE, INTAKE_PAUSED
 
@@ -119,6 +123,31 @@ class AdminCommands(app_commands.Group):
             return f"{user.mention} may make {daily_jobs} requests per 24 hours."
 
         await self._run(interaction, "quota", work, everywhere=True)
+
+    @app_commands.command(name="scale", description="Set how many GPU workers RunPod keeps")
+    @app_commands.describe(minimum="Workers kept running even when idle", maximum="Workers at most")
+    async def scale(
+        self,
+        interaction: discord.Interaction,
+        minimum: app_commands.Range[int, 0, 1000],
+        maximum: app_commands.Range[int, 0, 1000],
+    ) -> None:
+        # GPUs serve every server: an operator's decision.
+        def work(_scope: int) -> str:
+            try:
+                counts = asyncio.run(
+                    set_worker_counts(self._services.settings.runpod, minimum, maximum)
+                )
+            except SettingsError:
+                raise Refusal("This bot has no RunPod endpoint and key configured.") from None
+            except ScalingRefused as exc:
+                raise Refusal(f"RunPod did not change the endpoint: {exc}.") from None
+            return (
+                f"RunPod now keeps {counts.minimum} to {counts.maximum} GPU workers "
+                f"(endpoint {counts.endpoint_id})."
+            )
+
+        await self._run(interaction, "scale", work, everywhere=True)
 
     async def _run(
         self,
