@@ -9,6 +9,7 @@ import click
 
 from stillhouse.commands.config import config
 from stillhouse.commands.db import db
+from stillhouse.commands.plan import plan_command
 from stillhouse.commands.up import up
 from stillhouse.commands.workflows import workflows
 from stillhouse.errors import SettingsError, StillhouseError
@@ -25,6 +26,7 @@ cli.add_command(db)
 cli.add_command(config)
 cli.add_command(workflows)
 cli.add_command(up)
+cli.add_command(plan_command)
 
 # -- the processes ---------------------------------------------------------------------
 
