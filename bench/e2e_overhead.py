@@ -16,7 +16,7 @@ machine's wall clock). Then 50 requests identical to one already answered: they 
 answered from storage (stillhouse.queue.reuse) and none may reach a worker.
 
 --check fails unless the added latency is at most 120 ms at p50 and 250 ms at p99 (a
-regression guard: 74-81 ms p50 here on 2026-11-30; the goal is 50 ms) and a repeated
+regression guard: 73-75 ms p50 here late on 2026-11-30; the goal is 50 ms) and a repeated
 request is answered within 50 ms p50.
 """
 
@@ -43,8 +43,8 @@ from tests.doubles.discord import Interaction  # noqa: E402
 WORKERS = 4
 STEP_S = 0.01
 # A regression guard, not the goal (50 ms): on 2026-11-30 this 2-core machine measured
-# 74-81 ms p50 and 95-113 ms p99 (229-232 ms p50 that morning, before the worker's loop
-# lost its idle sleeps).
+# 73-75 ms p50 and 90-96 ms p99 at the end of the day (229-232 ms p50 that morning, before
+# the worker's loop lost its idle sleeps).
 TARGET_P50_S, TARGET_P99_S = 0.120, 0.250
 REUSE_TARGET_P50_S = 0.050
 WARM_UP = 10
