@@ -5,7 +5,9 @@ is pending when it is free in one transaction (GenerationQueue.together).
 One job alone waits for nothing: a write that finds the writer idle starts it at once.
 Under load the writes that arrive while a group is committing form the next group, so a
 master pays one commit and one thread hop per group instead of per write (measured with
-bench/dispatch_overhead.py: it was 3 of each per job).
+bench/dispatch_overhead.py: it was 3 of each per job). A group that fails as a whole (the
+database away, or one write's own error) is tried again one write at a time, so each
+caller hears only its own write's fate.
 """
 
 from __future__ import annotations
@@ -51,11 +53,23 @@ class GroupCommit:
             try:
                 results = await asyncio.to_thread(self._queue.together, [op for op, _ in group])
             except BaseException as exc:  # the group rolled back: none of it happened
-                _settle(group, [exc] * len(group))
-                if not isinstance(exc, Exception):
-                    raise  # cancelled: the callers have heard, now stop
-                continue
+                if isinstance(exc, Exception) and len(group) > 1:
+                    # One write's own failure must not fail the others: each alone.
+                    results = [await self._alone(op) for op, _ in group]
+                else:
+                    _settle(group, [exc] * len(group))
+                    if not isinstance(exc, Exception):
+                        raise  # cancelled: the callers have heard, now stop
+                    continue
             _settle(group, results)
+
+    async def _alone(self, operation: Callable[[], Any]) -> Any:
+        """One write in a transaction of its own: its result, or what it raised."""
+        try:
+            [result] = await asyncio.to_thread(self._queue.together, [operation])
+        except Exception as exc:
+            return exc
+        return result
 
 
 def _settle(group: list[tuple[Callable[[], Any], asyncio.Future[Any]]], results: list[Any]) -> None:

@@ -147,3 +147,32 @@ def test_a_lone_write_is_committed_without_waiting_for_company(queue: CountingQu
     assert queue.groups == [1]
     stored = queue.get(job.public_id)
     assert stored is not None and stored.submitting_since is not None
+
+
+def test_one_writes_own_error_does_not_fail_the_others_in_its_group(
+    queue: CountingQueue,
+) -> None:
+    jobs = claimed(queue, 4)
+
+    def broken(job: JobRecord, backend_job_id: str) -> None:
+        raise ValueError("a bug in one write")
+
+    async def main() -> list[object]:
+        group = GroupCommit(queue)
+        first = group.write(queue.mark_running, jobs[0], "rp-0")  # alone: the writer was idle
+        rest = [
+            group.write(broken if n == 2 else queue.mark_running, job, f"rp-{n}")
+            for n, job in enumerate(jobs[1:], start=1)
+        ]
+        return await asyncio.gather(first, *rest, return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert isinstance(results[2], ValueError)
+    assert [results[n] for n in (0, 1, 3)] == [None, None, None]
+    assert [status(queue, job) for job in jobs] == [
+        JobStatus.RUNNING,
+        JobStatus.RUNNING,
+        JobStatus.DISPATCHED,
+        JobStatus.RUNNING,
+    ]
+    assert sum(queue.groups) > len(jobs)  # the failed group was tried again one by one
