@@ -16,7 +16,7 @@ from master.backends.base import Backend, BackendRefused, BackendUnavailable
 from master.metrics import MasterMetrics
 from master.writes import GroupCommit
 from stillhouse.config import Settings
-from stillhouse.db.engine import is_outage
+from stillhouse.db.engine import is_conflict, is_outage
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -84,9 +84,10 @@ class Calls:
         self._metrics = metrics
 
     async def db(self, operation: Callable[..., T], *args: Any) -> T:
-        """A queue operation off the event loop, retried through a database outage for
-        as long as a lease lasts: a job's outcome written after a short outage still
-        counts, and past a lease the job is another holder's anyway."""
+        """A queue operation off the event loop, retried through a database outage (and
+        after losing a deadlock or a lock wait) for as long as a lease lasts: a job's
+        outcome written after a short outage still counts, and past a lease the job is
+        another holder's anyway."""
         return await self._retried(asyncio.to_thread, operation, *args)
 
     async def write(self, operation: Callable[..., T], *args: Any) -> T:
@@ -108,11 +109,11 @@ class Calls:
             try:
                 return await run(operation, *args)
             except DBAPIError as exc:
-                if not is_outage(exc) or time.monotonic() + delay > give_up:
+                conflict = is_conflict(exc)
+                if not (conflict or is_outage(exc)) or time.monotonic() + delay > give_up:
                     raise
-                log.warning(
-                    "database unavailable; retrying in %ss", delay, extra={"action": "db.retry"}
-                )
+                why = "lost a lock conflict" if conflict else "database unavailable"
+                log.warning("%s; retrying in %ss", why, delay, extra={"action": "db.retry"})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, DB_RETRY_MAX_S)
 

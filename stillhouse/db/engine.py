@@ -138,6 +138,17 @@ def check_database(engine: Engine) -> str:
     return version
 
 
+# MySQL/MariaDB: the transaction was chosen as a deadlock's victim, or waited too long for
+# a row lock. Either rolled back; running it again is the documented remedy.
+CONFLICT_CODES = frozenset({1205, 1213})
+
+
+def is_conflict(exc: DBAPIError) -> bool:
+    """The statement lost a lock conflict (deadlock, lock wait timeout): retry it."""
+    args: tuple[Any, ...] = tuple(getattr(exc.orig, "args", ()))
+    return bool(args) and args[0] in CONFLICT_CODES
+
+
 def is_outage(exc: DBAPIError) -> bool:
     """The database went away (refused, lost, shut down), as opposed to a bad statement:
     worth retrying once it is back."""

@@ -8,9 +8,10 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import pymysql
 import pytest
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from master.writes import GroupCommit
 from stillhouse.config import QueueSettings
@@ -176,3 +177,36 @@ def test_one_writes_own_error_does_not_fail_the_others_in_its_group(
         JobStatus.RUNNING,
     ]
     assert sum(queue.groups) > len(jobs)  # the failed group was tried again one by one
+
+
+class DeadlockOnce(CountingQueue):
+    """The first group is chosen as a deadlock's victim, as InnoDB does when a bot's
+    multi-row fence update and a master's group lock the same rows in another order."""
+
+    def together(self, operations: Sequence[Callable[[], Any]]) -> list[Any]:
+        if not self.groups:
+            self.groups.append(len(operations))
+            victim = pymysql.err.OperationalError(1213, "Deadlock found when trying to get lock")
+            raise OperationalError("UPDATE generation_queue …", {}, victim)
+        return super().together(operations)
+
+
+def test_a_deadlock_victim_is_written_again_and_no_job_is_dropped(engine: Engine) -> None:
+    from master.calls import Calls, Paused
+    from master.metrics import MasterMetrics
+    from stillhouse.config import make_settings
+
+    queue = DeadlockOnce(engine, SETTINGS)
+    queue.groups = []
+    jobs = claimed(queue, 3)
+    settings = make_settings()
+    metrics = MasterMetrics()
+    calls = Calls(settings, None, metrics, Paused(metrics), GroupCommit(queue))  # type: ignore[arg-type]
+
+    async def main() -> list[object]:
+        writes = [calls.write(queue.mark_running, job, f"rp-{n}") for n, job in enumerate(jobs)]
+        return await asyncio.gather(*writes, return_exceptions=True)
+
+    assert asyncio.run(main()) == [None, None, None]
+    assert [status(queue, job) for job in jobs] == [JobStatus.RUNNING] * 3
+    assert queue.groups[0] >= 1 and len(queue.groups) > 1
