@@ -199,6 +199,9 @@ def report(
             for c, d in conn.execute(select(GenerationJob.created_at, GenerationJob.dispatched_at))
         ]
         jobs = conn.execute(select(func.count()).select_from(GenerationJob)).scalar_one()
+        reclaimed = conn.execute(
+            select(func.count()).select_from(GenerationJob).where(GenerationJob.claims > 1)
+        ).scalar_one()
         rows = Counter(r for (r,) in conn.execute(select(Delivery.job_id)))
         public_ids = list(conn.execute(select(GenerationJob.public_id)).scalars())
     queue = GenerationQueue(engine, QueueSettings())
@@ -226,7 +229,8 @@ def report(
         f"queue wait p50 {statistics.median(waits) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms\n"
         f"jobs {jobs}, statuses {dict(statuses)}, "
         f"outcome rows per job {dict(Counter(rows.values()))}, "
-        f"answers per request {dict(shown)}, GPU jobs submitted twice {resubmitted}\n"
+        f"answers per request {dict(shown)}, GPU jobs submitted twice {resubmitted}, "
+        f"jobs claimed again after a lease lapsed {reclaimed}\n"
         f"acknowledged in p50 {ack_p50 * 1000:.0f} ms, p99 {ack_p99 * 1000:.0f} ms, "
         f"{deferred} of them deferred; "
         f"later than Discord's 3 s: {late} ({late / len(served):.1%}), "
@@ -243,4 +247,7 @@ def report(
     assert jobs == len(served), "requests lost before they were queued"
     assert set(rows.values()) == {1} and len(rows) == jobs, "outcome rows lost or doubled"
     assert shown == {1: jobs}, "requests answered other than once"
+    # No process dies here: a lease that lapses means a master dropped a job it held (as a
+    # deadlock's victim did before its writes were retried), and a second GPU run of it.
+    assert reclaimed == 0 and resubmitted == 0, "a master let jobs go (see the counts above)"
     assert throughput / ideal >= TARGET
