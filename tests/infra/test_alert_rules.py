@@ -28,6 +28,11 @@ def promtool() -> str:
     return found
 
 
+def run_promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """promtool ARGS in `cwd`; its exit status and output."""
+    return subprocess.run([promtool(), *args], cwd=cwd, capture_output=True, text=True, check=False)
+
+
 def alerts() -> list[dict[str, object]]:
     groups = yaml.safe_load((RULES / "alerts.yml").read_text())["groups"]
     return [rule for group in groups for rule in group["rules"]]
@@ -40,24 +45,12 @@ def anchor(heading: str) -> str:
 
 
 def test_the_rules_pass_promtool_check() -> None:
-    done = subprocess.run(
-        [promtool(), "check", "rules", "alerts.yml"],
-        cwd=RULES,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = run_promtool("check", "rules", "alerts.yml", cwd=RULES)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_each_alert_fires_on_its_trouble_and_not_on_a_healthy_deployment() -> None:
-    done = subprocess.run(
-        [promtool(), "test", "rules", "alerts_test.yml"],
-        cwd=RULES,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = run_promtool("test", "rules", "alerts_test.yml", cwd=RULES)
     assert done.returncode == 0, done.stdout + done.stderr
     tested = set(re.findall(r"alertname: (\w+)", (RULES / "alerts_test.yml").read_text()))
     assert tested == {str(rule["alert"]) for rule in alerts()}

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from tests.infra.test_alert_rules import promtool
+from tests.infra.test_alert_rules import run_promtool
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "infra" / "grafana" / "stillhouse.json"
@@ -66,13 +65,7 @@ def test_every_query_is_valid_promql(tmp_path: Path) -> None:
         ]
     }
     (tmp_path / "queries.yml").write_text(yaml.safe_dump(rules))
-    done = subprocess.run(
-        [promtool(), "check", "rules", "queries.yml"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = run_promtool("check", "rules", "queries.yml", cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
 
 

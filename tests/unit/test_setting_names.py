@@ -29,12 +29,7 @@ DOCUMENTS = [
 NAME = re.compile(r"\bSTILLHOUSE_[A-Z0-9_]*[A-Z0-9](?![A-Z0-9_])")
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.startswith("STILLHOUSE_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)  # no stray .env
+pytestmark = pytest.mark.usefixtures("clean_settings_env")
 
 
 def refusal() -> list[str]:

@@ -9,15 +9,7 @@ import pytest
 from stillhouse.config import make_settings, safe_database_url
 from stillhouse.errors import SettingsError
 
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("STILLHOUSE_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)  # no stray .env
+pytestmark = pytest.mark.usefixtures("clean_settings_env")
 
 
 def problems(**env: str) -> list[str]:
