@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import random
 import socket
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TypeVar
 
 from stillhouse.schemas.graph import ComfyGraph
@@ -51,11 +53,41 @@ def wait_until(
         time.sleep(interval_s)
 
 
+_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as sock:
+    """A TCP port nothing listens on right now, below the kernel's ephemeral range: a port
+    from that range (what binding port 0 gives) can be taken by any outgoing connection
+    between this check and the server's own bind ("address already in use" seen in CI).
+    Never the same port twice in one process."""
+    low = _ephemeral_low()
+    for _ in range(500):
+        port = random.randrange(PORTS_FROM, low)
+        if port in _GIVEN:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _GIVEN.add(port)
+        return port
+    with socket.socket() as sock:  # a crowded machine: the kernel's choice after all
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+PORTS_FROM = 20_000
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (Linux), or 32768."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32_768
+    return max(low, PORTS_FROM + 1000)
 
 
 def new_job(
