@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from stillhouse.config import QueueSettings
+from stillhouse.errors import LeaseLost
 from stillhouse.queue.timing import Clock, backoff_delay, utcnow
 
 
@@ -57,8 +58,6 @@ class QueueTable:
         none of the operations happened. Only operations that raise LeaseLost before
         their first write may be grouped (the held-job writes are: each checks its lease
         in its first statement)."""
-        from stillhouse.errors import LeaseLost
-
         if _THREAD.shared is not None:
             raise RuntimeError("together() cannot be nested")
         shared: _SharedTransaction | None = None
