@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from stillhouse.planning import DEFAULT_TABLE, Load, load_table, parse_mix, plan, report
+from stillhouse.planning import DEFAULT_TABLE, Load, Plan, load_table, parse_mix, plan, report
+from stillhouse.simulation import Curve, Fleet, Simulation, arrivals, describe, simulate
 
 
 @click.command("plan")
@@ -47,6 +48,48 @@ from stillhouse.planning import DEFAULT_TABLE, Load, load_table, parse_mix, plan
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="TOML: [models.*] and [gpus.*] instead of the built-in table",
 )
+@click.option(
+    "--simulate",
+    "shape",
+    type=click.Choice(["day", "burst", "steady"]),
+    help="also replay arrivals job by job against the workers: a day's shape around the "
+    "average rate (busiest at the peak factor), a burst on the average rate, or steady",
+)
+@click.option(
+    "--duration",
+    "duration_s",
+    type=float,
+    help="seconds to replay [default: a day for `day`, an hour otherwise]",
+)
+@click.option("--burst", help="RATE:START_S:SECONDS added to the average rate (with `burst`)")
+@click.option("--workers", type=int, help="max workers [default: the plan's GPUs at the peak]")
+@click.option("--min-workers", type=int, default=0, show_default=True, help="always warm")
+@click.option("--cold-start", "cold_start_s", type=float, default=20.0, show_default=True)
+@click.option("--idle-timeout", "idle_timeout_s", type=float, default=5.0, show_default=True)
+@click.option(
+    "--scale-after",
+    "scale_after_s",
+    type=float,
+    default=4.0,
+    show_default=True,
+    help="seconds a job waits before the endpoint starts a worker (RunPod's queue delay)",
+)
+@click.option(
+    "--backend-cap",
+    type=int,
+    default=0,
+    show_default=True,
+    help="STILLHOUSE_MASTER__BACKEND_MAX_IN_FLIGHT (0: none)",
+)
+@click.option(
+    "--service-cv",
+    type=float,
+    default=0.1,
+    show_default=True,
+    help="spread of a job's GPU time (coefficient of variation)",
+)
+@click.option("--arrivals", "spacing", type=click.Choice(["poisson", "even"]), default="poisson")
+@click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="the plan as JSON")
 def plan_command(
     daily_users: float,
@@ -59,6 +102,18 @@ def plan_command(
     guilds: int,
     retention_days: int,
     gpu_table: Path | None,
+    shape: str | None,
+    duration_s: float | None,
+    burst: str | None,
+    workers: int | None,
+    min_workers: int,
+    cold_start_s: float,
+    idle_timeout_s: float,
+    scale_after_s: float,
+    backend_cap: int,
+    service_cv: float,
+    spacing: str,
+    seed: int,
     as_json: bool,
 ) -> None:
     """Capacity and monthly cost for a load (figures: docs/sizing.md)."""
@@ -76,9 +131,70 @@ def plan_command(
             retention_days=retention_days,
         )
         result = plan(load, table)
+        burst_fields = parse_burst(burst, shape)
+        replay = None
+        if shape is not None:
+            curve = Curve(
+                shape=shape,
+                rate_per_s=result.requests_per_s,
+                duration_s=duration_s or (86_400.0 if shape == "day" else 3_600.0),
+                peak_factor=peak_factor,
+                arrivals=spacing,
+                seed=seed,
+                **burst_fields,
+            )
+            fleet = Fleet(
+                max_workers=workers or result.gpus_peak,
+                min_workers=min_workers,
+                cold_start_s=cold_start_s,
+                idle_timeout_s=idle_timeout_s,
+                scale_after_s=scale_after_s,
+            )
+            replay = (curve, fleet, replayed(curve, fleet, result, backend_cap, service_cv, seed))
     except ValueError as exc:  # pydantic's ValidationError is one
         raise click.UsageError(str(exc)) from None
     if as_json:
-        click.echo(json.dumps({"load": load.model_dump(), "plan": result.model_dump()}, indent=2))
-    else:
-        click.echo(report(load, result))
+        answer = {"load": load.model_dump(), "plan": result.model_dump()}
+        if replay is not None:
+            answer["simulation"] = replay[2].model_dump()
+        click.echo(json.dumps(answer, indent=2))
+        return
+    click.echo(report(load, result))
+    if replay is not None:
+        curve, fleet, run = replay
+        click.echo(describe(curve, fleet, backend_cap, result.gpu_s_per_request, run))
+        price = table.gpus[load.gpu].flex_per_s
+        click.echo(
+            f"GPU cost of the replayed {curve.duration_s:,.0f} s: "
+            f"${run.billed_gpu_s * price:,.2f} billed (cold starts and idle tails included) "
+            f"against ${run.busy_gpu_s * price:,.2f} for the jobs alone"
+        )
+
+
+def replayed(
+    curve: Curve, fleet: Fleet, result: Plan, backend_cap: int, service_cv: float, seed: int
+) -> Simulation:
+    """The replay of `curve` with each job taking the plan's GPU seconds."""
+    return simulate(
+        arrivals(curve),
+        result.gpu_s_per_request,
+        fleet,
+        backend_cap=backend_cap,
+        service_cv=service_cv,
+        seed=seed,
+    )
+
+
+def parse_burst(text: str | None, shape: str | None) -> dict[str, float]:
+    """`--burst RATE:START_S:SECONDS` as the curve's fields."""
+    if shape != "burst":
+        if text:
+            raise ValueError("--burst goes with --simulate burst")
+        return {}
+    if not text:
+        raise ValueError("--simulate burst needs --burst RATE:START_S:SECONDS")
+    try:
+        rate, start, seconds = (float(part) for part in text.split(":"))
+    except ValueError:
+        raise ValueError(f"expected --burst RATE:START_S:SECONDS, got {text!r}") from None
+    return {"burst_rate_per_s": rate, "burst_start_s": start, "burst_s": seconds}

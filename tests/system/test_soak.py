@@ -5,10 +5,15 @@ on MariaDB, memcached and a shared image folder. Reports throughput against the 
 checks that every request was answered exactly once.
 
     .venv/bin/python -m pytest -m soak -s tests/system/test_soak.py
+
+It also replays its own parameters through `stillhouse plan --simulate` and checks the
+predicted queue wait against the measured one. STILLHOUSE_SOAK_DUMP=FILE writes every
+job's times there as JSON, for a closer look.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import sys
@@ -24,6 +29,7 @@ from sqlalchemy import Engine, func, select
 from stillhouse.config import QueueSettings
 from stillhouse.db.models import Delivery, GenerationJob
 from stillhouse.queue import GenerationQueue
+from stillhouse.simulation import Curve, Fleet, Waits, arrivals, simulate
 from tests.bot.harness import answer_index
 from tests.conftest import MemcachedServer
 from tests.doubles.discord import DiscordEmulator, GuildSpec, Interaction
@@ -43,6 +49,11 @@ SHARDS = 3
 USERS = 500
 DEADLINE_S = 540
 TARGET = 0.95
+RATE = 1.05 * WORKERS / SERVICE_S  # a little faster than the GPUs: never idle
+BACKEND_CAP = WORKERS * 3
+# How far `stillhouse plan --simulate`'s queue waits may be from the measured ones: a
+# quarter, or a second where the waits are short (docs/sizing.md).
+WAIT_TOLERANCE = 0.25
 
 pytestmark = [pytest.mark.soak, pytest.mark.timeout(DEADLINE_S + 60)]
 
@@ -81,7 +92,7 @@ def test_soak_ten_thousand_requests(
             cluster.start_master(
                 f"m{n}",
                 master__max_in_flight="50",
-                master__backend_max_in_flight=str(WORKERS * 3),
+                master__backend_max_in_flight=str(BACKEND_CAP),
                 master__poll_interval_s="2",
                 master__http_host="127.0.0.1",
                 master__http_port=str(port),
@@ -108,10 +119,9 @@ def test_soak_ten_thousand_requests(
         wait_until(lambda: emu.commands.get(None), 60, what="commands synced by shard 0")
 
         began = time.monotonic()
-        rate = 1.05 * WORKERS / SERVICE_S  # a little faster than the GPUs: never idle
         served: list[Interaction] = []
         for n in range(REQUESTS):
-            wait = began + n / rate - time.monotonic()
+            wait = began + n / RATE - time.monotonic()
             if wait > 0:
                 time.sleep(wait)  # arrivals at a steady rate (open loop)
             shard = n % SHARDS
@@ -198,6 +208,17 @@ def report(
             (d - c).total_seconds()
             for c, d in conn.execute(select(GenerationJob.created_at, GenerationJob.dispatched_at))
         ]
+        sent_and_ended = {
+            backend_id: (sent.timestamp(), finished.timestamp())
+            for backend_id, sent, finished in conn.execute(
+                select(
+                    GenerationJob.backend_job_id,
+                    GenerationJob.dispatched_at,
+                    GenerationJob.finished_at,
+                )
+            )
+            if backend_id and sent and finished
+        }
         jobs = conn.execute(select(func.count()).select_from(GenerationJob)).scalar_one()
         reclaimed = conn.execute(
             select(func.count()).select_from(GenerationJob).where(GenerationJob.claims > 1)
@@ -218,6 +239,22 @@ def report(
     resubmitted = len(runpod) - jobs
     waits.sort()
     p99 = waits[min(len(waits) - 1, round(0.99 * (len(waits) - 1)))]
+    predicted, cycle_s, release_s = predicted_waits(runpod, sent_and_ended)
+    if os.environ.get("STILLHOUSE_SOAK_DUMP"):  # the raw times, for a closer look
+        with engine.connect() as conn:
+            dumped = conn.execute(
+                select(
+                    GenerationJob.backend_job_id,
+                    GenerationJob.created_at,
+                    GenerationJob.dispatched_at,
+                    GenerationJob.started_at,
+                    GenerationJob.finished_at,
+                )
+            )
+            ours = [[r[0], *(t.timestamp() if t else None for t in r[1:])] for r in dumped]
+        Path(os.environ["STILLHOUSE_SOAK_DUMP"]).write_text(
+            json.dumps({"runpod": runpod, "jobs": ours})
+        )
     print(
         f"\nsoak: {len(served)} /serve, {SHARDS} bot shards, {MASTERS} masters, {WORKERS} "
         f"simulated workers x {SERVICE_S:g} s, {elapsed_s:.0f} s in all\n"
@@ -226,7 +263,11 @@ def report(
         f"busy workers per second: lowest {ordered[0]:.0f}, p10 "
         f"{ordered[len(ordered) // 10]:.0f}, median {statistics.median(ordered):.0f}; "
         f"each job held its worker {service * 1000:.0f} ms on average\n"
-        f"queue wait p50 {statistics.median(waits) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms\n"
+        f"queue wait p50 {statistics.median(waits) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms; "
+        f"`stillhouse plan --simulate` predicted p50 {predicted.p50 * 1000:.0f} ms, "
+        f"p99 {predicted.p99 * 1000:.0f} ms (from a worker's measured cycle "
+        f"{cycle_s * 1000:.0f} ms and {release_s * 1000:.0f} ms a job holds its place beyond "
+        "the endpoint)\n"
         f"jobs {jobs}, statuses {dict(statuses)}, "
         f"outcome rows per job {dict(Counter(rows.values()))}, "
         f"answers per request {dict(shown)}, GPU jobs submitted twice {resubmitted}, "
@@ -251,3 +292,33 @@ def report(
     # deadlock's victim did before its writes were retried), and a second GPU run of it.
     assert reclaimed == 0 and resubmitted == 0, "a master let jobs go (see the counts above)"
     assert throughput / ideal >= TARGET
+    for name, measured, model in (
+        ("p50", statistics.median(waits), predicted.p50),
+        ("p99", p99, predicted.p99),
+    ):
+        assert abs(model - measured) <= max(WAIT_TOLERANCE * measured, 1.0), (
+            f"queue wait {name}: simulated {model:.2f} s against {measured:.2f} s measured"
+        )
+
+
+def predicted_waits(
+    runpod: list[dict[str, Any]], times: dict[str, tuple[float, float]]
+) -> tuple[Waits, float, float]:
+    """What `stillhouse plan --simulate` predicts for this soak: its arrivals, workers and
+    cap, with the two figures a loaded machine changes measured here: a worker's cycle (the
+    simulated GPUs' jobs done over the run's span: a GPU that wakes late, the first seconds'
+    slower start) and the time a job holds its place under the cap besides the endpoint's
+    queue and its GPU (sent, then its result's way back to its database row)."""
+    done = [j for j in runpod if j["started_wall"] and j["finished_wall"]]
+    span = max(j["finished_wall"] for j in done) - min(j["started_wall"] for j in done)
+    cycle = WORKERS * span / len(done)
+    overheads = [
+        (job["created_wall"] - times[job["id"]][0]) + (times[job["id"]][1] - job["finished_wall"])
+        for job in done
+        if job["id"] in times
+    ]
+    release = statistics.mean(overheads)
+    fleet = Fleet(max_workers=WORKERS, min_workers=WORKERS)
+    arrived = arrivals(Curve(rate_per_s=RATE, duration_s=REQUESTS / RATE, arrivals="even"))
+    run = simulate(arrived, cycle, fleet, backend_cap=BACKEND_CAP, release_lag_s=release)
+    return run.queue_wait, cycle, release
