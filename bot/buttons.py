@@ -14,7 +14,7 @@ from bot import messages
 from bot.progress import ProgressTracker
 from bot.replies import claim_interaction, guarded, reply, within_ack_budget
 from bot.views import Action, queued_view
-from stillhouse.intake import GenerationRequest, Intake, Refusal, Requester
+from stillhouse.intake import Accepted, GenerationRequest, Intake, Refusal, Requester
 from stillhouse.queue.records import CancelOutcome, JobRecord
 from stillhouse.schemas.manifest import ParamValue, Purpose
 from stillhouse.schemas.states import JobStatus
@@ -129,12 +129,14 @@ class Buttons:
         await self._queue(interaction, request)
 
     async def _queue(self, interaction: discord.Interaction, request: GenerationRequest) -> None:
-        bound = self._intake.prepare(request, interaction.guild_id)
         requester = requester_of(interaction, self._s)
 
-        accepted = await within_ack_budget(
-            interaction, lambda: self._intake.submit(bound, requester)
-        )
+        def admit() -> Accepted:  # in a thread: reads the server's settings first
+            own = self._intake.server(interaction.guild_id, interaction.channel_id)
+            bound = self._intake.prepare(request, interaction.guild_id, own)
+            return self._intake.submit(bound, requester)
+
+        accepted = await within_ack_budget(interaction, admit)
         job = accepted.enqueued.job
         text = messages.queued(job.public_id, accepted.position, reused_from=job.reused_from)
         await reply(interaction, text, ephemeral=False, view=queued_view(job.public_id))

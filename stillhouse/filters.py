@@ -13,6 +13,7 @@ file (TOML) may add words and patterns for every guild and per guild:
 
 from __future__ import annotations
 
+import functools
 import re
 import tomllib
 import unicodedata
@@ -21,6 +22,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from stillhouse.errors import StillhouseError
+from stillhouse.schemas.guilds import GuildConfig
 
 
 class FilterFileError(StillhouseError):
@@ -85,13 +87,30 @@ class ContentFilter:
         rules.words = [*words, *rules.words]
         return cls(rules)
 
-    def violation(self, text: str, guild_id: int | None) -> str | None:
-        """The matched text when `text` breaks a rule of this guild, else None."""
+    def violation(
+        self, text: str, guild_id: int | None, own: GuildConfig | None = None
+    ) -> str | None:
+        """The matched text when `text` breaks a rule of this guild (the operators'
+        lists for it, then the server's own words and patterns), else None."""
         compiled = self._guilds.get(guild_id, self._global) if guild_id else self._global
-        if compiled.regex is None:
-            return None
-        found = compiled.regex.search(_fold(text))
-        return found.group(0) if found else None
+        folded = _fold(text)
+        for regex in (compiled.regex, _server_rules(own)):
+            found = regex.search(folded) if regex is not None else None
+            if found:
+                return found.group(0)
+        return None
+
+
+def _server_rules(own: GuildConfig | None) -> re.Pattern[str] | None:
+    if own is None or not (own.filter_words or own.filter_patterns):
+        return None
+    return _compiled(tuple(own.filter_words), tuple(own.filter_patterns))
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled(words: tuple[str, ...], patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+    # Servers' lists change rarely and are read on every request: compiled once each.
+    return _Compiled(list(words), list(patterns)).regex
 
 
 def _fold(text: str) -> str:

@@ -30,6 +30,7 @@ from stillhouse.config import IntakeSettings, StorageSettings, WorkerSettings
 from stillhouse.db.engine import is_outage
 from stillhouse.errors import StillhouseError
 from stillhouse.filters import ContentFilter
+from stillhouse.guilds import GuildSettings
 from stillhouse.hints import JOBS, Hints, InProcessHints
 from stillhouse.inputs import (
     ResultOf,
@@ -45,6 +46,7 @@ from stillhouse.queue.admission import IdempotencyConflict, LimitReached, Limits
 from stillhouse.queue.records import Enqueued, JobRecord, QueuePosition
 from stillhouse.queue.reuse import reuse_key
 from stillhouse.queue.timing import Clock, utcnow
+from stillhouse.schemas.guilds import GuildConfig
 from stillhouse.schemas.jobs import NewJob, Routing
 from stillhouse.schemas.manifest import ParamValue, Purpose
 from stillhouse.schemas.states import JobStatus
@@ -114,9 +116,10 @@ class Requester(BaseModel):
 
 
 class GenerationRequest(BaseModel):
-    """A workflow and the values a user set for it."""
+    """A workflow and the values a user set for it. Left out (None): the workflow, preset
+    and aspect the server chose (stillhouse.guilds), else the operators' default."""
 
-    workflow: str
+    workflow: str | None = None
     values: dict[str, ParamValue] = {}
     preset: str | None = None
     aspect: str | None = None
@@ -145,15 +148,36 @@ class Intake:
     queue: GenerationQueue
     clock: Clock = utcnow
     hints: Hints = field(default_factory=InProcessHints)
+    guilds: GuildSettings | None = None  # None: no server settings (tests, the API alone)
 
-    def prepare(self, request: GenerationRequest, guild_id: int | None = None) -> BoundWorkflow:
-        """The checks that need no database: a graph ready to queue, or Refusal."""
-        workflow = self._workflow(request)
+    def server(self, guild_id: int | None, channel_id: int | None) -> GuildConfig:
+        """The server's own settings, or Refusal when /serve does not work in this
+        channel (its managers chose others)."""
+        own = self.guilds.get(guild_id) if self.guilds is not None else GuildConfig()
+        if not own.serves_in(channel_id):
+            where = ", ".join(f"<#{channel}>" for channel in own.channels)
+            raise Refusal(f"Requests are not taken in this channel. Try {where}.", "forbidden")
+        return own
+
+    def prepare(
+        self,
+        request: GenerationRequest,
+        guild_id: int | None = None,
+        own: GuildConfig | None = None,
+    ) -> BoundWorkflow:
+        """The checks that need no database: a graph ready to queue, or Refusal. `own`:
+        the server's settings (its defaults, its filter)."""
+        own = own or GuildConfig()
+        workflow = self._workflow(request, own)
+        presets, aspects = workflow.manifest.presets, workflow.manifest.aspects
+        # The server's mode and aspect where this workflow has them; the user's first.
+        preset = request.preset or (own.mode if own.mode in presets else None)
+        aspect = request.aspect or (own.aspect if own.aspect in aspects else None)
         values = dict(request.values)
         for name in PROMPT_FIELDS:
             text = values.get(name)
             if isinstance(text, str):
-                matched = self.content_filter.violation(text, guild_id)
+                matched = self.content_filter.violation(text, guild_id, own)
                 if matched is not None:
                     raise Refusal(
                         f"Your {name.replace('_', ' ')} contains “{matched}”, "
@@ -162,7 +186,7 @@ class Intake:
         if request.image is not None:
             values[self._image_parameter(workflow)] = self._checked_image(request.image)
         try:
-            bound = bind(workflow, values, preset=request.preset, aspect=request.aspect)
+            bound = bind(workflow, values, preset=preset, aspect=aspect)
         except ParameterError as exc:
             problems = "; ".join(exc.problems)
             raise Refusal(f"That request does not fit the workflow: {problems}") from None
@@ -333,9 +357,15 @@ class Intake:
             # Found after a try whose commit we did not hear about: that job is ours.
             return Enqueued(job=enqueued.job, created=True) if tried else enqueued
 
-    def _workflow(self, request: GenerationRequest) -> Workflow:
+    def _workflow(self, request: GenerationRequest, own: GuildConfig) -> Workflow:
+        name = request.workflow
+        if name is None:
+            # The server's default while the catalog still has it, else the operators'.
+            ours = own.workflow
+            name = ours if ours is not None and ours in self.catalog.workflows else None
+        name = name or self.settings.default_workflow
         try:
-            workflow = self.catalog.get(request.workflow)
+            workflow = self.catalog.get(name)
         except UnknownWorkflow as exc:
             raise Refusal(str(exc).capitalize() + ". See the list of workflows.") from None
         if workflow.manifest.purpose is not request.purpose:

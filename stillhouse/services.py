@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from stillhouse.config import Settings
 from stillhouse.db.engine import make_engine
 from stillhouse.filters import ContentFilter
+from stillhouse.guilds import GuildSettings
 from stillhouse.hints import SENDS, Hints, InProcessHints, make_hints
 from stillhouse.intake import Intake
 from stillhouse.locks import LockService, make_locks
@@ -24,7 +25,8 @@ from stillhouse.workflows.loader import WorkflowCatalog
 
 @dataclass
 class Services:
-    """The queues, moderation, locks, storage, workflows and intake of one process."""
+    """The queues, moderation, servers' settings, locks, storage, workflows and intake of
+    one process."""
 
     settings: Settings
     engine: Engine
@@ -33,6 +35,7 @@ class Services:
     fence: MessageFence
     insights: QueueInsights
     moderation: Moderation
+    guilds: GuildSettings
     locks: LockService
     storage: Storage
     catalog: WorkflowCatalog
@@ -49,6 +52,7 @@ class Services:
             catalog=self.catalog,
             content_filter=self.content_filter,
             moderation=self.moderation,
+            guilds=self.guilds,
             queue=self.queue,
             clock=self.clock,
             hints=self.hints,
@@ -79,6 +83,7 @@ class Services:
             fence=MessageFence(engine, settings.queue, clock=clock),
             insights=QueueInsights(engine, clock=clock),
             moderation=Moderation(engine, clock=clock),
+            guilds=GuildSettings(engine, clock=clock),
             locks=locks or make_locks(settings.memcached),
             storage=storage or make_storage(settings),
             catalog=WorkflowCatalog.load(settings.workflows.dir),

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 
 import discord
 from discord import app_commands
 
 from bot import messages
+from bot.commands.managed import ManagedGroup
 from bot.context import BotContext
-from bot.replies import claim_interaction, explain, reply
 from master.scaling import ScalingRefused, set_worker_counts
 from stillhouse.errors import SettingsError
 from stillhouse.intake import Refusal
@@ -29,18 +28,11 @@ log = logging.getLogger(__name__)
 EVERYWHERE_HELP = "Every server (the bot's operators only)"
 
 
-class AdminCommands(app_commands.Group):
+class AdminCommands(ManagedGroup):
     """The /admin group bound to this process's services."""
 
     def __init__(self, ctx: BotContext) -> None:
-        super().__init__(
-            name="admin",
-            description="Operate the image bot in this server",
-            guild_only=True,
-            default_permissions=discord.Permissions(manage_guild=True),
-        )
-        self._ctx = ctx
-        self._services = ctx.services
+        super().__init__(ctx, name="admin", description="Operate the image bot in this server")
 
     @app_commands.command(name="pause", description="Stop accepting new requests")
     @app_commands.describe(note="Shown to users who try (optional)", everywhere=EVERYWHERE_HELP)
@@ -148,45 +140,3 @@ class AdminCommands(app_commands.Group):
             )
 
         await self._run(interaction, "scale", work, everywhere=True)
-
-    async def _run(
-        self,
-        interaction: discord.Interaction,
-        action: str,
-        work: Callable[[int], str],
-        everywhere: bool,
-    ) -> None:
-        if not claim_interaction(self._services.locks, interaction):
-            return
-        try:
-            scope = _scope(self._ctx, interaction, everywhere)
-            text = await asyncio.to_thread(work, scope)
-        except Exception as exc:  # a sentence, not a stack trace
-            await explain(interaction, exc)
-            return
-        log.info(
-            "admin %s",
-            action,
-            extra={
-                "action": f"bot.admin.{action}",
-                "by": interaction.user.id,
-                "guild": interaction.guild_id,
-                "scope": scope,
-            },
-        )
-        await reply(interaction, text)
-
-
-def _scope(ctx: BotContext, interaction: discord.Interaction, everywhere: bool) -> int:
-    """Where this admin action may act: this guild for its managers, every guild
-    (EVERYWHERE) for the configured operators only."""
-    operator = interaction.user.id in ctx.services.settings.bot.admin_list()
-    if everywhere:
-        if not operator:
-            raise Refusal(messages.OPERATORS_ONLY)
-        return EVERYWHERE
-    if interaction.guild_id is None:
-        raise Refusal("Use /admin in a server.")
-    if operator or interaction.permissions.manage_guild:
-        return interaction.guild_id
-    raise Refusal("Only this server's managers can use /admin here.")

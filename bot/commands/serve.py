@@ -13,7 +13,7 @@ from bot.choices import workflow_choices
 from bot.context import BotContext
 from bot.replies import claim_interaction, explain, reply, within_ack_budget
 from bot.views import queued_view
-from stillhouse.intake import Attachment, GenerationRequest
+from stillhouse.intake import Accepted, Attachment, GenerationRequest
 from stillhouse.schemas.manifest import SEED_MAX, ParamValue
 
 ASPECTS = [
@@ -58,19 +58,21 @@ def serve_command(ctx: BotContext) -> app_commands.Command[Any, ..., None]:
             "seed": seed,
         }
         request = GenerationRequest(
-            workflow=workflow or services.settings.intake.default_workflow,
+            workflow=workflow or None,  # None: the server's default, else the operators'
             values={k: v for k, v in given.items() if v is not None},
             preset=mode.value if mode else None,
             aspect=aspect.value if aspect else None,
             image=_attachment(image) if image else None,
         )
         try:
-            bound = ctx.intake.prepare(request, interaction.guild_id)
             requester = requester_of(interaction, services)
 
-            accepted = await within_ack_budget(
-                interaction, lambda: ctx.intake.submit(bound, requester)
-            )
+            def admit() -> Accepted:  # in a thread: reads the server's settings first
+                own = ctx.intake.server(interaction.guild_id, interaction.channel_id)
+                bound = ctx.intake.prepare(request, interaction.guild_id, own)
+                return ctx.intake.submit(bound, requester)
+
+            accepted = await within_ack_budget(interaction, admit)
         except Exception as exc:  # every refusal and failure becomes a sentence
             await explain(interaction, exc)
             return

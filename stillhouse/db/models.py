@@ -26,6 +26,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from stillhouse.db.types import BigIntPK, PydanticJSON, UTCDateTime
 from stillhouse.schemas.graph import ComfyGraph
+from stillhouse.schemas.guilds import GuildConfig
 from stillhouse.schemas.jobs import DeliveryPayload, InputSource, JobParams, JobResult
 from stillhouse.schemas.states import DeliveryKind, DeliveryStatus, JobStatus
 from stillhouse.schemas.worker_io import ErrorInfo
@@ -200,6 +201,18 @@ class Switch(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     enabled: Mapped[bool] = mapped_column(Boolean)
     note: Mapped[str | None] = mapped_column(String(255))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class GuildSettingsRow(Base):
+    """One Discord server's own settings (stillhouse.guilds.GuildConfig), set by its
+    managers."""
+
+    __tablename__ = "guild_settings"
+
+    guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    config: Mapped[GuildConfig] = mapped_column(PydanticJSON(GuildConfig))
+    updated_by: Mapped[int | None] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 

@@ -10,8 +10,9 @@ import pytest
 from sqlalchemy import Engine, delete
 
 from stillhouse.config import Settings, make_settings
-from stillhouse.db.models import BannedUser, Switch, UserQuota
+from stillhouse.db.models import BannedUser, GuildSettingsRow, Switch, UserQuota
 from stillhouse.filters import ContentFilter, FilterFile, FilterRules
+from stillhouse.guilds import GuildSettings
 from stillhouse.hints import SENDS, InProcessHints
 from stillhouse.locks import InProcessLocks
 from stillhouse.moderation import Moderation
@@ -49,9 +50,9 @@ def bot_settings(
 
 
 def empty_moderation(engine: Engine) -> None:
-    """No bans, quotas or switches left by an earlier test."""
+    """No bans, quotas, switches or server settings left by an earlier test."""
     with engine.begin() as conn:
-        for table in (BannedUser, UserQuota, Switch):
+        for table in (BannedUser, UserQuota, Switch, GuildSettingsRow):
             conn.execute(delete(table))
 
 
@@ -71,6 +72,7 @@ def make_services(engine: Engine, settings: Settings) -> Services:
         fence=MessageFence(engine, settings.queue),
         insights=QueueInsights(engine),
         moderation=Moderation(engine),
+        guilds=GuildSettings(engine),
         locks=InProcessLocks(),
         storage=LocalStorage(settings.images_dir(), settings.storage),
         catalog=WorkflowCatalog.load(settings.workflows.dir),

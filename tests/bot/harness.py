@@ -28,10 +28,11 @@ from tests.support import wait_until
 # (id >> 22) is even for GUILD and odd for OTHER_GUILD: shards 0 and 1 of 2.
 GUILD = (1_300_000_000_000_000_000 >> 23) << 23
 OTHER_GUILD = GUILD + (1 << 22)
-CHANNEL, OTHER_CHANNEL, HIDDEN_CHANNEL = (
+CHANNEL, OTHER_CHANNEL, HIDDEN_CHANNEL, SECOND_CHANNEL = (
     1_300_000_000_000_000_101,
     1_300_000_000_000_000_102,
     1_300_000_000_000_000_103,
+    1_300_000_000_000_000_104,
 )
 USER, OTHER_USER, MANAGER = (
     1_300_000_000_000_000_201,
@@ -47,12 +48,13 @@ PUBLIC_ID = re.compile(r"`([A-Za-z0-9_-]{16})`")
 
 
 def guilds() -> list[GuildSpec]:
-    """Two guilds on different shards of two; the first has a channel the bot cannot see."""
+    """Two guilds on different shards of two; the first has a channel the bot cannot see
+    and a second one it can."""
     return [
         GuildSpec(
             id=GUILD,
             name="Main",
-            channel_ids=[CHANNEL, HIDDEN_CHANNEL],
+            channel_ids=[CHANNEL, HIDDEN_CHANNEL, SECOND_CHANNEL],
             member_ids=[USER, OTHER_USER, OPERATOR],
             admin_ids={MANAGER},
             no_access_channel_ids=[HIDDEN_CHANNEL],
