@@ -141,7 +141,7 @@ class Buttons:
         text = messages.queued(job.public_id, accepted.position, reused_from=job.reused_from)
         await reply(interaction, text, ephemeral=False, view=queued_view(job.public_id))
         if job.reused_from is None:
-            self._tracker.track(job.public_id, interaction)
+            self._tracker.track(job.public_id, interaction, shown=text)
 
     def _image_key(self, job: JobRecord, index: int | None) -> str:
         if job.status is not JobStatus.SUCCEEDED or job.result is None:

@@ -8,6 +8,8 @@ from stillhouse.schemas.jobs import FailurePayload, JobParams
 from stillhouse.schemas.states import JobStatus
 
 BAR_CELLS = 12
+# A job sent this long without a worker taking it: a GPU is probably starting (cold).
+STARTING_AFTER_S = 10.0
 PROMPT_SHOWN = 180
 
 # What an error type means for the person who asked (the worker's own text follows).
@@ -49,10 +51,34 @@ def queued(
     return f"{verb} `{public_id}`{where}. You will get your images here."
 
 
-def progress(public_id: str, status: JobStatus, value: float | None, note: str | None) -> str:
-    """The queued message, edited while the job runs and when it ends."""
+def progress(
+    public_id: str,
+    status: JobStatus,
+    value: float | None,
+    note: str | None,
+    *,
+    ahead: int | None = None,
+    wait_s: float | None = None,
+    sent_s: float | None = None,
+    typical_s: float | None = None,
+) -> str:
+    """The queued message, edited while the job waits and runs and when it ends: its place
+    while queued (`ahead`, `wait_s`), how long it has waited for a worker once sent
+    (`sent_s`), a bar once running, with the time left if recent jobs took `typical_s`."""
     if status is JobStatus.QUEUED:
-        return f"Queued `{public_id}` - waiting for a GPU."
+        if ahead is None:
+            return f"Queued `{public_id}` - waiting for a GPU."
+        # Word for word the first answer's, so an unchanged place edits nothing.
+        return queued(public_id, QueuePosition(status=status, ahead=ahead, estimated_wait_s=wait_s))
+    if status is JobStatus.DISPATCHED or (status is JobStatus.RUNNING and value is None):
+        # Sent, and no worker has reported a step yet: a GPU is taking it, starting up
+        # (a cold start takes tens of seconds) or busy with others.
+        if sent_s is None or sent_s < STARTING_AFTER_S:
+            return f"Sent `{public_id}` to a GPU - starting."
+        return (
+            f"Sent `{public_id}` to a GPU - waiting for one to start or come free "
+            f"({duration(sent_s)} so far)."
+        )
     if status is JobStatus.SUCCEEDED:
         return f"Done `{public_id}` - your images are below."
     if status is JobStatus.FAILED:
@@ -63,7 +89,10 @@ def progress(public_id: str, status: JobStatus, value: float | None, note: str |
     filled = round(fraction * BAR_CELLS)
     bar = "#" * filled + "-" * (BAR_CELLS - filled)
     detail = f" {note}" if note else ""
-    return f"Making `{public_id}` [{bar}] {fraction:.0%}{detail}"
+    left = ""
+    if typical_s is not None and fraction < 1:
+        left = f" - about {duration(typical_s * (1 - fraction))} left"
+    return f"Making `{public_id}` [{bar}] {fraction:.0%}{detail}{left}"
 
 
 def result(

@@ -14,6 +14,8 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
 
 import discord
 from sqlalchemy.exc import DBAPIError
@@ -45,9 +47,10 @@ class ProgressTracker:
         self._interval = services.settings.bot.progress_interval_s
         self._metrics = metrics or BotMetrics()
 
-    def track(self, public_id: str, interaction: discord.Interaction) -> None:
-        """Edit this interaction's response as the job moves (until its token expires)."""
-        self._tracked[public_id] = _Tracked(interaction, time.monotonic() + TOKEN_LIFETIME_S)
+    def track(self, public_id: str, interaction: discord.Interaction, shown: str = "") -> None:
+        """Edit this interaction's response (now showing `shown`) as the job moves, until
+        its token expires."""
+        self._tracked[public_id] = _Tracked(interaction, time.monotonic() + TOKEN_LIFETIME_S, shown)
 
     @property
     def tracked(self) -> int:
@@ -73,7 +76,11 @@ class ProgressTracker:
             del self._tracked[public_id]
         if not self._tracked:
             return
-        rows = await asyncio.to_thread(self._s.insights.progress_of, list(self._tracked))
+        window_s = self._s.settings.queue.estimate_window_s
+        rows = await asyncio.to_thread(
+            partial(self._s.insights.progress_of, list(self._tracked), window_s=window_s)
+        )
+        clock_now = self._s.clock()
         changed: dict[str, str] = {}
         for row in rows:
             if row.public_id not in self._tracked:
@@ -81,7 +88,16 @@ class ProgressTracker:
             if row.status.is_terminal:  # its answer replaces the message
                 self._tracked.pop(row.public_id, None)
                 continue
-            text = messages.progress(row.public_id, row.status, row.progress, row.progress_note)
+            text = messages.progress(
+                row.public_id,
+                row.status,
+                row.progress,
+                row.progress_note,
+                ahead=row.ahead,
+                wait_s=row.estimated_wait_s,
+                sent_s=_since(row.dispatched_at, clock_now),
+                typical_s=row.typical_s,
+            )
             if text != self._tracked[row.public_id].shown:
                 changed[row.public_id] = text
         if changed:
@@ -113,3 +129,7 @@ class ProgressTracker:
             # A deleted message or a dead token: stop editing, the answer still arrives.
             log.info("progress edit refused: %s", exc, extra={"action": "bot.progress"})
             tracked.until = 0.0
+
+
+def _since(moment: datetime | None, now: datetime) -> float | None:
+    return None if moment is None else max(0.0, (now - moment).total_seconds())

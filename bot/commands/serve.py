@@ -85,7 +85,7 @@ def serve_command(ctx: BotContext) -> app_commands.Command[Any, ..., None]:
         )
         await reply(interaction, text, ephemeral=False, view=queued_view(job.public_id))
         if accepted.enqueued.created and job.reused_from is None:
-            ctx.tracker.track(job.public_id, interaction)
+            ctx.tracker.track(job.public_id, interaction, shown=text)
 
     @serve.autocomplete("workflow")
     async def _workflows(

@@ -43,6 +43,7 @@ from stillhouse.queue.statements import (
     RUNNING_HELD,
     SUCCEED_HELD,
     SUCCEED_HELD_UNCANCELLED,
+    ahead_of,
     held_params,
     lease_jobs,
     runnable_jobs,
@@ -270,7 +271,7 @@ class GenerationQueue(QueueTable):
             ahead = conn.execute(
                 select(func.count())
                 .select_from(JOBS)
-                .where(_C.status == JobStatus.QUEUED, _ahead_of(job))
+                .where(_C.status == JobStatus.QUEUED, ahead_of(job))
             ).scalar_one()
             pace = self._pace.pace(
                 conn, now=self._clock(), window_s=self._settings.estimate_window_s
@@ -607,15 +608,6 @@ class GenerationQueue(QueueTable):
 
 def _nobody() -> None:
     return None
-
-
-def _ahead_of(job: JobRecord) -> ColumnElement[bool]:
-    """Queued jobs a claimer takes before this one (same order as claim())."""
-    return or_(
-        _C.priority < job.priority,
-        and_(_C.priority == job.priority, _C.run_after < job.run_after),
-        and_(_C.priority == job.priority, _C.run_after == job.run_after, _C.id < job.id),
-    )
 
 
 def _blank_row() -> dict[str, Any]:

@@ -10,8 +10,9 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel
 from sqlalchemy import Engine, func, or_, select, true
 
+from stillhouse.queue.estimates import PaceCache
 from stillhouse.queue.records import JobRecord
-from stillhouse.queue.statements import JOBS
+from stillhouse.queue.statements import JOBS, ahead_of
 from stillhouse.queue.timing import Clock, utcnow
 from stillhouse.schemas.states import ACTIVE_JOB_STATES, JobStatus
 
@@ -40,13 +41,18 @@ class QueueStats(BaseModel):
 
 
 class Progress(BaseModel):
-    """How far a job is, as a bot shows it."""
+    """How far a job is, as a bot shows it: while queued, its place in the line and the
+    wait the recent pace predicts; once sent, since when."""
 
     public_id: str
     status: JobStatus
     progress: float | None
     progress_note: str | None
     updated_at: datetime
+    ahead: int | None = None
+    estimated_wait_s: float | None = None
+    dispatched_at: datetime | None = None
+    typical_s: float | None = None  # how long recent jobs held a worker (the median)
 
 
 class QueueInsights:
@@ -55,6 +61,7 @@ class QueueInsights:
     def __init__(self, engine: Engine, *, clock: Clock = utcnow) -> None:
         self._engine = engine
         self._clock = clock
+        self._pace = PaceCache()
 
     def unfinished_count(self, user_id: int) -> int:
         """The user's jobs that are queued or running."""
@@ -89,16 +96,38 @@ class QueueInsights:
             ).mappings()
             return [JobRecord.from_row(r) for r in rows]
 
-    def progress_of(self, public_ids: Sequence[str]) -> list[Progress]:
-        """Where these jobs stand (for the messages that show their progress)."""
+    def progress_of(self, public_ids: Sequence[str], *, window_s: int = 3600) -> list[Progress]:
+        """Where these jobs stand (for the messages that show their progress); a queued
+        job's place counts the queued jobs a claim takes before it (one indexed count
+        each); its wait, and how long a job takes, come from the pace of the last
+        `window_s` seconds."""
         if not public_ids:
             return []
-        columns = (_C.public_id, _C.status, _C.progress, _C.progress_note, _C.updated_at)
+        columns = (
+            *(_C.public_id, _C.status, _C.progress, _C.progress_note, _C.updated_at),
+            *(_C.dispatched_at, _C.priority, _C.run_after, _C.id),
+        )
         with self._engine.connect() as conn:
-            rows = conn.execute(
-                select(*columns).where(_C.public_id.in_(list(public_ids)))
-            ).mappings()
-            return [Progress.model_validate(dict(r)) for r in rows]
+            rows = list(
+                conn.execute(select(*columns).where(_C.public_id.in_(list(public_ids))))
+                .mappings()
+                .all()
+            )
+            pace = self._pace.pace(conn, now=self._clock(), window_s=window_s) if rows else None
+            found = []
+            for row in rows:
+                shown = Progress.model_validate(dict(row))
+                shown.typical_s = None if pace is None else pace.per_job_s
+                if row["status"] == JobStatus.QUEUED:
+                    ahead = conn.execute(
+                        select(func.count())
+                        .select_from(JOBS)
+                        .where(_C.status == JobStatus.QUEUED, ahead_of(row))
+                    ).scalar_one()
+                    shown.ahead = int(ahead)
+                    shown.estimated_wait_s = None if pace is None else pace.wait_s(int(ahead))
+                found.append(shown)
+            return found
 
     def stats(self, window_s: int = 3600, *, guild_id: int | None = None) -> QueueStats:
         """Queue depth and in-flight now; outcomes and median queue wait over the window;

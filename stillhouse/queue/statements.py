@@ -8,9 +8,11 @@ bench/queue_throughput.py).
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from typing import Any, cast
 
 from sqlalchemy import Table, and_, bindparam, case, func, insert, or_, select, update
+from sqlalchemy.sql.elements import ColumnElement
 
 from stillhouse.db.models import Delivery, GenerationJob
 from stillhouse.queue.prepared import Prepared
@@ -172,3 +174,16 @@ RUNNING_HELD = Prepared(
 def held_params(job: JobRecord) -> dict[str, Any]:
     """Binds for HELD from a claimed record."""
     return {"held_id": job.id, "held_owner": job.lease_owner, "held_claim": job.claims}
+
+
+def ahead_of(job: JobRecord | Mapping[Any, Any]) -> ColumnElement[bool]:
+    """Queued jobs a claimer takes before this one (the same order as the claim)."""
+    if isinstance(job, JobRecord):
+        priority, run_after, job_id = job.priority, job.run_after, job.id
+    else:
+        priority, run_after, job_id = job["priority"], job["run_after"], job["id"]
+    return or_(
+        _C.priority < priority,
+        and_(_C.priority == priority, _C.run_after < run_after),
+        and_(_C.priority == priority, _C.run_after == run_after, _C.id < job_id),
+    )

@@ -226,7 +226,7 @@ def test_the_answer_waits_for_a_progress_edit_still_on_its_way(
         [job] = wait_until(lambda: [j for j in queue.claim("m", 50) if j.public_id == public_id])
         queue.mark_running(job, backend_job_id="rp-1")
         original = wait_until(lambda: ix.original, 5)
-        wait_until(lambda: "Making" in original.content and not fence.held_until([job.id]), 10)
+        wait_until(lambda: "to a GPU" in original.content and not fence.held_until([job.id]), 10)
         # As the answering process's tracker would (this test's bot shares discord.py's
         # per-route lock with its own tracker): take the fence, send an edit, which
         # Discord applies 1.5 s later.
