@@ -4,6 +4,7 @@ same intake as /serve; Delete and Cancel act on the job for its requester only."
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 from datetime import timedelta
 
@@ -49,6 +50,7 @@ class Buttons:
             Action.REROLL: self._reroll,
             Action.UPSCALE: self._upscale,
             Action.VARIATIONS: self._variations,
+            Action.OPEN: self._open,
         }[action]
 
         async def handle() -> None:
@@ -90,6 +92,20 @@ class Buttons:
                 "images_kept_shared": shared,
             },
         )
+
+    async def _open(
+        self, interaction: discord.Interaction, job: JobRecord, _index: int | None
+    ) -> None:
+        """A result again, for its requester only (from /history)."""
+        self._only_requester(interaction, job, "open")
+        if job.result is None:
+            raise Refusal("That request has no images.")
+        files = []
+        for number, image in enumerate(job.result.images, start=1):
+            data = await asyncio.to_thread(self._s.storage.get, image.key)
+            files.append(discord.File(io.BytesIO(data), f"{job.public_id}-{number}.png"))
+        text = messages.result(job.public_id, job.workflow_name, job.params, [])
+        await interaction.response.send_message(text, files=files, ephemeral=True)
 
     # -- queueing a new job from an old one -------------------------------------------------
 

@@ -13,8 +13,11 @@ from typing import Any, Protocol, cast
 
 import discord
 
-CUSTOM_ID = re.compile(r"sh:(?P<action>[xrduv]):(?P<job>[A-Za-z0-9_-]{1,32})(?::(?P<index>[0-9]))?")
+CUSTOM_ID = re.compile(
+    r"sh:(?P<action>[xrduvo]):(?P<job>[A-Za-z0-9_-]{1,32})(?::(?P<index>[0-9]))?"
+)
 MAX_IMAGE_BUTTONS = 4
+MAX_HISTORY_BUTTONS = 10
 
 
 class Action(StrEnum):
@@ -25,6 +28,7 @@ class Action(StrEnum):
     DELETE = "d"
     UPSCALE = "u"
     VARIATIONS = "v"
+    OPEN = "o"
 
 
 _LOOK: dict[Action, tuple[str, discord.ButtonStyle]] = {
@@ -33,6 +37,7 @@ _LOOK: dict[Action, tuple[str, discord.ButtonStyle]] = {
     Action.DELETE: ("Delete", discord.ButtonStyle.danger),
     Action.UPSCALE: ("Upscale", discord.ButtonStyle.secondary),
     Action.VARIATIONS: ("Variations", discord.ButtonStyle.secondary),
+    Action.OPEN: ("Open", discord.ButtonStyle.secondary),
 }
 
 
@@ -114,4 +119,14 @@ def result_view(
     if reroll:
         view.add_item(JobButton(Action.REROLL, job, row=2))
     view.add_item(JobButton(Action.DELETE, job, row=2))
+    return view
+
+
+def history_view(jobs: list[str]) -> discord.ui.View:
+    """Under /history: one Open button per listed result (1..n, as numbered)."""
+    view = discord.ui.View(timeout=None)
+    for number, job in enumerate(jobs[:MAX_HISTORY_BUTTONS], start=1):
+        button = JobButton(Action.OPEN, job, row=(number - 1) // 5)
+        button.item.label = f"Open {number}"
+        view.add_item(button)
     return view

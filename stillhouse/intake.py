@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Container
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -30,7 +31,6 @@ from stillhouse.config import IntakeSettings, StorageSettings, WorkerSettings
 from stillhouse.db.engine import is_outage
 from stillhouse.errors import StillhouseError
 from stillhouse.filters import ContentFilter
-from stillhouse.guilds import GuildSettings
 from stillhouse.hints import JOBS, Hints, InProcessHints
 from stillhouse.inputs import (
     ResultOf,
@@ -41,6 +41,7 @@ from stillhouse.inputs import (
     refused_source,
 )
 from stillhouse.moderation import EVERYWHERE, Moderation, Standing
+from stillhouse.preferences import GuildSettings, UserSettings
 from stillhouse.queue import GenerationQueue
 from stillhouse.queue.admission import IdempotencyConflict, LimitReached, Limits, same_request
 from stillhouse.queue.records import Enqueued, JobRecord, QueuePosition
@@ -50,6 +51,7 @@ from stillhouse.schemas.guilds import GuildConfig
 from stillhouse.schemas.jobs import NewJob, Routing
 from stillhouse.schemas.manifest import ParamValue, Purpose
 from stillhouse.schemas.states import JobStatus
+from stillhouse.schemas.users import UserConfig
 from stillhouse.workflows.binder import BoundWorkflow, ParameterError, bind
 from stillhouse.workflows.loader import UnknownWorkflow, Workflow, WorkflowCatalog
 
@@ -117,7 +119,7 @@ class Requester(BaseModel):
 
 class GenerationRequest(BaseModel):
     """A workflow and the values a user set for it. Left out (None): the workflow, preset
-    and aspect the server chose (stillhouse.guilds), else the operators' default."""
+    and aspect the server chose (stillhouse.preferences), else the operators' default."""
 
     workflow: str | None = None
     values: dict[str, ParamValue] = {}
@@ -149,6 +151,11 @@ class Intake:
     clock: Clock = utcnow
     hints: Hints = field(default_factory=InProcessHints)
     guilds: GuildSettings | None = None  # None: no server settings (tests, the API alone)
+    users: UserSettings | None = None  # None: no users' own defaults
+
+    def mine(self, user_id: int) -> UserConfig:
+        """The user's own defaults (/settings)."""
+        return self.users.get(user_id) if self.users is not None else UserConfig()
 
     def server(self, guild_id: int | None, channel_id: int | None) -> GuildConfig:
         """The server's own settings, or Refusal when /serve does not work in this
@@ -164,15 +171,17 @@ class Intake:
         request: GenerationRequest,
         guild_id: int | None = None,
         own: GuildConfig | None = None,
+        mine: UserConfig | None = None,
     ) -> BoundWorkflow:
         """The checks that need no database: a graph ready to queue, or Refusal. `own`:
-        the server's settings (its defaults, its filter)."""
-        own = own or GuildConfig()
-        workflow = self._workflow(request, own)
+        the server's settings (its defaults, its filter); `mine`: the user's defaults."""
+        own, mine = own or GuildConfig(), mine or UserConfig()
+        workflow = self._workflow(request, own, mine)
         presets, aspects = workflow.manifest.presets, workflow.manifest.aspects
-        # The server's mode and aspect where this workflow has them; the user's first.
-        preset = request.preset or (own.mode if own.mode in presets else None)
-        aspect = request.aspect or (own.aspect if own.aspect in aspects else None)
+        # What the request says; else the user's default, then the server's, where this
+        # workflow has it.
+        preset = request.preset or _first_in(presets, mine.mode, own.mode)
+        aspect = request.aspect or _first_in(aspects, mine.aspect, own.aspect)
         values = dict(request.values)
         for name in PROMPT_FIELDS:
             text = values.get(name)
@@ -357,12 +366,10 @@ class Intake:
             # Found after a try whose commit we did not hear about: that job is ours.
             return Enqueued(job=enqueued.job, created=True) if tried else enqueued
 
-    def _workflow(self, request: GenerationRequest, own: GuildConfig) -> Workflow:
-        name = request.workflow
-        if name is None:
-            # The server's default while the catalog still has it, else the operators'.
-            ours = own.workflow
-            name = ours if ours is not None and ours in self.catalog.workflows else None
+    def _workflow(self, request: GenerationRequest, own: GuildConfig, mine: UserConfig) -> Workflow:
+        # The user's default, then the server's, while the catalog has them; else the
+        # operators'.
+        name = request.workflow or _first_in(self.catalog.workflows, mine.workflow, own.workflow)
         name = name or self.settings.default_workflow
         try:
             workflow = self.catalog.get(name)
@@ -397,6 +404,11 @@ class Intake:
         if pixels > self.worker.max_input_pixels:
             raise Refusal(f"{image.filename} is {image.width}x{image.height}; that is too large.")
         return image.url
+
+
+def _first_in(offered: Container[str], *choices: str | None) -> str | None:
+    """The first choice that is on offer."""
+    return next((c for c in choices if c is not None and c in offered), None)
 
 
 def _over_limit(exc: LimitReached) -> Refusal:

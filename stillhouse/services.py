@@ -10,11 +10,11 @@ from sqlalchemy import Engine
 from stillhouse.config import Settings
 from stillhouse.db.engine import make_engine
 from stillhouse.filters import ContentFilter
-from stillhouse.guilds import GuildSettings
 from stillhouse.hints import SENDS, Hints, InProcessHints, make_hints
 from stillhouse.intake import Intake
 from stillhouse.locks import LockService, make_locks
 from stillhouse.moderation import Moderation
+from stillhouse.preferences import GuildSettings, UserSettings
 from stillhouse.queue import GenerationQueue, SendQueue
 from stillhouse.queue.fences import MessageFence
 from stillhouse.queue.insights import QueueInsights
@@ -36,6 +36,7 @@ class Services:
     insights: QueueInsights
     moderation: Moderation
     guilds: GuildSettings
+    users: UserSettings
     locks: LockService
     storage: Storage
     catalog: WorkflowCatalog
@@ -53,6 +54,7 @@ class Services:
             content_filter=self.content_filter,
             moderation=self.moderation,
             guilds=self.guilds,
+            users=self.users,
             queue=self.queue,
             clock=self.clock,
             hints=self.hints,
@@ -84,6 +86,7 @@ class Services:
             insights=QueueInsights(engine, clock=clock),
             moderation=Moderation(engine, clock=clock),
             guilds=GuildSettings(engine, clock=clock),
+            users=UserSettings(engine, clock=clock),
             locks=locks or make_locks(settings.memcached),
             storage=storage or make_storage(settings),
             catalog=WorkflowCatalog.load(settings.workflows.dir),

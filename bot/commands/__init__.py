@@ -7,6 +7,7 @@ from discord import app_commands
 
 from bot.commands.admin import AdminCommands
 from bot.commands.jobs import job_commands
+from bot.commands.me import my_commands
 from bot.commands.serve import serve_command
 from bot.commands.server import ServerCommands
 from bot.context import BotContext
@@ -14,4 +15,10 @@ from bot.context import BotContext
 
 def all_commands(ctx: BotContext) -> list[app_commands.Command[..., None] | app_commands.Group]:  # type: ignore[type-arg]
     """Every command the bot registers."""
-    return [serve_command(ctx), *job_commands(ctx), AdminCommands(ctx), ServerCommands(ctx)]
+    return [
+        serve_command(ctx),
+        *job_commands(ctx),
+        *my_commands(ctx),
+        AdminCommands(ctx),
+        ServerCommands(ctx),
+    ]

@@ -43,7 +43,7 @@ def job_commands(ctx: BotContext) -> list[app_commands.Command[Any, ..., None]]:
         if not claim_interaction(ctx.services.locks, interaction):
             return
         try:
-            text = await asyncio.to_thread(_listing, ctx, interaction.user.id)
+            text = await asyncio.to_thread(listing, ctx, interaction.user.id)
         except Exception as exc:  # a sentence, not a stack trace
             await explain(interaction, exc)
             return
@@ -78,7 +78,8 @@ def _cancel(ctx: BotContext, user_id: int, public_id: str | None) -> str:
     return _CANCELLED[services.queue.cancel(job.public_id)].format(job=job.public_id)
 
 
-def _listing(ctx: BotContext, user_id: int) -> str:
+def listing(ctx: BotContext, user_id: int) -> str:
+    """A user's unfinished requests, each with its place or progress (/queue, /info)."""
     services = ctx.services
     jobs = services.insights.unfinished_jobs(user_id)
     if not jobs:

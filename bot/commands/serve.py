@@ -69,7 +69,8 @@ def serve_command(ctx: BotContext) -> app_commands.Command[Any, ..., None]:
 
             def admit() -> Accepted:  # in a thread: reads the server's settings first
                 own = ctx.intake.server(interaction.guild_id, interaction.channel_id)
-                bound = ctx.intake.prepare(request, interaction.guild_id, own)
+                mine = ctx.intake.mine(interaction.user.id)
+                bound = ctx.intake.prepare(request, interaction.guild_id, own, mine)
                 return ctx.intake.submit(bound, requester)
 
             accepted = await within_ack_budget(interaction, admit)

@@ -1,5 +1,5 @@
 """/server: a server's own settings, set by its managers and in force at once on every
-shard (stillhouse.guilds): the channels /serve works in, its default workflow, mode and
+shard (stillhouse.preferences): the channels /serve works in, its default workflow, mode and
 aspect, and its own filter words and patterns on top of the operators' lists. Bans, pause
 and stats are under /admin."""
 

@@ -29,6 +29,7 @@ from stillhouse.schemas.graph import ComfyGraph
 from stillhouse.schemas.guilds import GuildConfig
 from stillhouse.schemas.jobs import DeliveryPayload, InputSource, JobParams, JobResult
 from stillhouse.schemas.states import DeliveryKind, DeliveryStatus, JobStatus
+from stillhouse.schemas.users import UserConfig
 from stillhouse.schemas.worker_io import ErrorInfo
 
 NAMING = {
@@ -109,6 +110,8 @@ class GenerationJob(Base):
     progress: Mapped[float | None] = mapped_column(Float)
     progress_note: Mapped[str | None] = mapped_column(String(255))
     result: Mapped[JobResult | None] = mapped_column(PydanticJSON(JobResult))
+    # ComfyUI's execution time of the succeeded try (the worker's timings), for usage.
+    gpu_ms: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[ErrorInfo | None] = mapped_column(PydanticJSON(ErrorInfo))
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -205,7 +208,7 @@ class Switch(Base):
 
 
 class GuildSettingsRow(Base):
-    """One Discord server's own settings (stillhouse.guilds.GuildConfig), set by its
+    """One Discord server's own settings (stillhouse.schemas.guilds.GuildConfig), set by its
     managers."""
 
     __tablename__ = "guild_settings"
@@ -213,6 +216,16 @@ class GuildSettingsRow(Base):
     guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     config: Mapped[GuildConfig] = mapped_column(PydanticJSON(GuildConfig))
     updated_by: Mapped[int | None] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class UserSettingsRow(Base):
+    """One user's own defaults for /serve (stillhouse.schemas.users.UserConfig)."""
+
+    __tablename__ = "user_settings"
+
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    config: Mapped[UserConfig] = mapped_column(PydanticJSON(UserConfig))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 

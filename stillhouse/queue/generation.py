@@ -414,7 +414,9 @@ class GenerationQueue(QueueTable):
         """Succeed the job and queue its result row, in one transaction. A cancel asked
         for meanwhile lost the race: the user is told the images came first."""
         now = self._clock()
-        params = {**held_params(job), "done": result, "now": now}
+        timings = result.timings
+        gpu_ms = None if timings is None else round(timings.execute_ms)
+        params = {**held_params(job), "done": result, "gpu_ms": gpu_ms, "now": now}
         with self._begin() as conn:
             too_late = SUCCEED_HELD_UNCANCELLED.execute(conn, params).rowcount != 1
             if too_late and SUCCEED_HELD.execute(conn, params).rowcount != 1:
@@ -620,6 +622,7 @@ def _blank_row() -> dict[str, Any]:
         "progress": None,
         "progress_note": None,
         "result": None,
+        "gpu_ms": None,
         "error": None,
         "dispatched_at": None,
         "started_at": None,

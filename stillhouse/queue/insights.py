@@ -85,6 +85,30 @@ class QueueInsights:
                 ).scalar_one()
             )
 
+    def gpu_seconds(self, user_id: int, since: datetime) -> tuple[int, float]:
+        """The user's succeeded jobs asked for since `since`, and the GPU seconds they
+        took (ComfyUI's execution of the try that succeeded)."""
+        with self._engine.connect() as conn:
+            count, total_ms = conn.execute(
+                select(func.count(), func.coalesce(func.sum(_C.gpu_ms), 0)).where(
+                    _C.user_id == user_id,
+                    _C.created_at >= since,
+                    _C.status == JobStatus.SUCCEEDED,
+                )
+            ).one()
+        return int(count), float(total_ms) / 1000
+
+    def recent_results(self, user_id: int, limit: int = 10) -> list[JobRecord]:
+        """The user's latest succeeded jobs, newest first."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(JOBS)
+                .where(_C.user_id == user_id, _C.status == JobStatus.SUCCEEDED)
+                .order_by(_C.id.desc())
+                .limit(limit)
+            ).mappings()
+            return [JobRecord.from_row(r) for r in rows]
+
     def unfinished_jobs(self, user_id: int, limit: int = 10) -> list[JobRecord]:
         """The user's queued and running jobs, oldest first."""
         with self._engine.connect() as conn:

@@ -35,7 +35,7 @@ _NEW_JOB: dict[str, Any] = {
         ("lease_owner", "lease_expires_at", "backend_job_id", "progress", "progress_note"),
     ),
     **dict.fromkeys(("submitting_since", "message_edit_until")),
-    **dict.fromkeys(("result", "error", "dispatched_at", "started_at", "finished_at")),
+    **dict.fromkeys(("result", "gpu_ms", "error", "dispatched_at", "started_at", "finished_at")),
 }
 _NEW_SEND: dict[str, Any] = {
     "attempts": 0,
@@ -99,6 +99,7 @@ _SUCCEED_VALUES: dict[str, Any] = dict(
     error=None,  # an earlier attempt's error no longer describes the job
     progress=1.0,
     result=bindparam("done"),
+    gpu_ms=bindparam("gpu_ms"),
     finished_at=bindparam("now"),
     updated_at=bindparam("now"),
 )

@@ -1,5 +1,5 @@
 """A Discord server's own settings, as its managers set them (stored by
-stillhouse.guilds)."""
+stillhouse.preferences)."""
 
 from __future__ import annotations
 

@@ -10,12 +10,18 @@ import pytest
 from sqlalchemy import Engine, delete
 
 from stillhouse.config import Settings, make_settings
-from stillhouse.db.models import BannedUser, GuildSettingsRow, Switch, UserQuota
+from stillhouse.db.models import (
+    BannedUser,
+    GuildSettingsRow,
+    Switch,
+    UserQuota,
+    UserSettingsRow,
+)
 from stillhouse.filters import ContentFilter, FilterFile, FilterRules
-from stillhouse.guilds import GuildSettings
 from stillhouse.hints import SENDS, InProcessHints
 from stillhouse.locks import InProcessLocks
 from stillhouse.moderation import Moderation
+from stillhouse.preferences import GuildSettings, UserSettings
 from stillhouse.queue import GenerationQueue, SendQueue
 from stillhouse.queue.fences import MessageFence
 from stillhouse.queue.insights import QueueInsights
@@ -52,7 +58,7 @@ def bot_settings(
 def empty_moderation(engine: Engine) -> None:
     """No bans, quotas, switches or server settings left by an earlier test."""
     with engine.begin() as conn:
-        for table in (BannedUser, UserQuota, Switch, GuildSettingsRow):
+        for table in (BannedUser, UserQuota, Switch, GuildSettingsRow, UserSettingsRow):
             conn.execute(delete(table))
 
 
@@ -73,6 +79,7 @@ def make_services(engine: Engine, settings: Settings) -> Services:
         insights=QueueInsights(engine),
         moderation=Moderation(engine),
         guilds=GuildSettings(engine),
+        users=UserSettings(engine),
         locks=InProcessLocks(),
         storage=LocalStorage(settings.images_dir(), settings.storage),
         catalog=WorkflowCatalog.load(settings.workflows.dir),

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from stillhouse.guilds import GuildSettings
+from stillhouse.preferences import GuildSettings
 from tests.bot.conftest import REPO, empty_moderation
 from tests.bot.harness import (
     CHANNEL,

@@ -1,0 +1,177 @@
+"""/info, /history and /settings: where a user stands, what they made, and their own
+defaults for /serve. Every answer is ephemeral: it is about the person who asks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import discord
+from discord import app_commands
+
+from bot.choices import workflow_choices
+from bot.commands.jobs import listing
+from bot.commands.serve import ASPECTS, MODES
+from bot.context import BotContext
+from bot.replies import claim_interaction, explain, reply
+from bot.views import MAX_HISTORY_BUTTONS, history_view
+from stillhouse.intake import Refusal
+from stillhouse.schemas.manifest import Purpose
+from stillhouse.schemas.users import UserConfig
+
+
+def my_commands(ctx: BotContext) -> list[app_commands.Command[Any, ..., None]]:
+    """/info, /history, /settings."""
+
+    @app_commands.command(name="info", description="Your limits, GPU time and requests")
+    async def info(interaction: discord.Interaction) -> None:
+        await _answer(interaction, ctx, lambda: _info(ctx, interaction.user.id))
+
+    @app_commands.command(name="history", description="Your recent images")
+    async def history(interaction: discord.Interaction) -> None:
+        if not claim_interaction(ctx.services.locks, interaction):
+            return
+        try:
+            text, jobs = await asyncio.to_thread(_history, ctx, interaction.user.id)
+        except Exception as exc:  # a sentence, not a stack trace
+            await explain(interaction, exc)
+            return
+        await reply(interaction, text, view=history_view(jobs) if jobs else None)
+
+    @app_commands.command(name="settings", description="Your defaults for /serve")
+    @app_commands.describe(
+        workflow="Your default workflow",
+        mode="Your default mode",
+        aspect="Your default shape",
+        reset="Back to the server's and the bot's defaults",
+    )
+    @app_commands.choices(mode=MODES, aspect=ASPECTS)
+    async def settings(
+        interaction: discord.Interaction,
+        workflow: str | None = None,
+        mode: app_commands.Choice[str] | None = None,
+        aspect: app_commands.Choice[str] | None = None,
+        reset: bool = False,
+    ) -> None:
+        changes = {
+            "workflow": workflow,
+            "mode": mode.value if mode else None,
+            "aspect": aspect.value if aspect else None,
+        }
+
+        def work() -> str:
+            users, user = ctx.services.users, interaction.user.id
+            if not reset and all(v is None for v in changes.values()):
+                return describe(users.get(user))
+            return describe(users.change(user, user, lambda c: _edited(ctx, c, changes, reset)))
+
+        await _answer(interaction, ctx, work)
+
+    @settings.autocomplete("workflow")
+    async def _workflows(
+        interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        return workflow_choices(ctx.services.catalog, current)
+
+    return [info, history, settings]
+
+
+async def _answer(
+    interaction: discord.Interaction, ctx: BotContext, work: Callable[[], str]
+) -> None:
+    if not claim_interaction(ctx.services.locks, interaction):
+        return
+    try:
+        text = await asyncio.to_thread(work)
+    except Exception as exc:  # a sentence, not a stack trace
+        await explain(interaction, exc)
+        return
+    await reply(interaction, text)
+
+
+def _edited(
+    ctx: BotContext, config: UserConfig, changes: dict[str, str | None], reset: bool
+) -> UserConfig:
+    if reset:
+        return UserConfig()
+    given = {k: v for k, v in changes.items() if v is not None}
+    if "workflow" in given:
+        given["workflow"] = _for_serve(ctx, given["workflow"])
+    return config.model_copy(update=given)
+
+
+def describe(config: UserConfig) -> str:
+    """A user's defaults as they read them."""
+    chosen = [
+        f"workflow {config.workflow}" if config.workflow else None,
+        f"mode {config.mode}" if config.mode else None,
+        f"aspect {config.aspect}" if config.aspect else None,
+    ]
+    shown = [c for c in chosen if c]
+    if not shown:
+        return "You use this server's and the bot's defaults."
+    return "Your defaults for /serve: " + ", ".join(shown) + " (what you name in /serve wins)."
+
+
+def _for_serve(ctx: BotContext, name: str) -> str:
+    known = {w.name: w for w in ctx.services.catalog.for_purpose(Purpose.GENERATE)}
+    if name not in known:
+        raise Refusal(f"There is no workflow “{name}” for /serve. See /workflows.")
+    manifest = known[name].manifest
+    if any(manifest.parameters[p].required for p in manifest.image_parameters()):
+        raise Refusal(f"{manifest.title} needs an image, so it cannot be a default.")
+    return name
+
+
+def _info(ctx: BotContext, user_id: int) -> str:
+    services = ctx.services
+    intake = services.settings.intake
+    insights = services.insights
+    now = services.clock()
+    quota = services.moderation.standing(user_id, None).quota
+    daily = quota if quota is not None else (intake.daily_quota or None)
+    last_minute = insights.created_since(user_id, now - timedelta(minutes=1))
+    last_day = insights.created_since(user_id, now - timedelta(days=1))
+    lines = [
+        "**Your limits**",
+        f"- this minute: {_left(last_minute, intake.per_minute)}",
+        f"- last 24 hours: {_left(last_day, daily)}",
+        "- waiting or running at once: "
+        + _left(insights.unfinished_count(user_id), intake.max_active_jobs),
+        "**GPU time** (images made)",
+    ]
+    for label, since in (("today", _day_start(now)), ("this month", _month_start(now))):
+        count, seconds = insights.gpu_seconds(user_id, since)
+        lines.append(f"- {label}: {seconds:.1f} s for {count} request{'s' if count != 1 else ''}")
+    lines.append("**Your requests**")
+    lines.append(listing(ctx, user_id))
+    return "\n".join(lines)
+
+
+def _left(used: int, limit: int | None) -> str:
+    if not limit:
+        return f"{used} used, no limit"
+    return f"{used} of {limit} used, {max(0, limit - used)} left"
+
+
+def _day_start(now: datetime) -> datetime:
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _month_start(now: datetime) -> datetime:
+    return _day_start(now).replace(day=1)
+
+
+def _history(ctx: BotContext, user_id: int) -> tuple[str, list[str]]:
+    jobs = ctx.services.insights.recent_results(user_id, MAX_HISTORY_BUTTONS)
+    if not jobs:
+        return "You have no images yet. Make some with /serve.", []
+    lines = ["Your latest images (UTC); Open shows one again, to you only:"]
+    for number, job in enumerate(jobs, start=1):
+        prompt = str(job.params.root.get("prompt") or "").strip()
+        shown = prompt if len(prompt) <= 60 else prompt[:59] + "…"
+        when = job.finished_at.strftime("%d %b %H:%M") if job.finished_at else "?"
+        lines.append(f"{number}. {when} - {job.workflow_name} - “{shown}” - `{job.public_id}`")
+    return "\n".join(lines), [job.public_id for job in jobs]
