@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stillhouse.queue.insights import QueueStats
+from stillhouse.queue.insights import QueueStats, Usage
 from stillhouse.queue.records import QueuePosition
 from stillhouse.schemas.jobs import FailurePayload, JobParams
 from stillhouse.schemas.states import JobStatus
@@ -195,3 +195,24 @@ def duration(seconds: float) -> str:
     if seconds < 90 * 60:
         return f"{round(seconds / 60)} min"
     return f"{round(seconds / 3600)} h"
+
+
+def usage(today: Usage, month: Usage, *, everywhere: bool) -> str:
+    """/admin usage: GPU time of succeeded requests (ComfyUI's execution, as the worker
+    timed it), today and this month (UTC), and the month's heaviest users."""
+    where = "every server" if everywhere else "this server"
+    lines = [
+        f"GPU time in {where} (UTC): today {today.gpu_s:.1f} s for {_requests(today.jobs)}, "
+        f"this month {month.gpu_s:.1f} s for {_requests(month.jobs)}."
+    ]
+    if month.top:
+        lines.append(
+            "Most this month: "
+            + ", ".join(f"<@{user}> {seconds:.1f} s ({jobs})" for user, jobs, seconds in month.top)
+            + "."
+        )
+    return "\n".join(lines)
+
+
+def _requests(count: int) -> str:
+    return f"{count} request" + ("" if count == 1 else "s")

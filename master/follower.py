@@ -305,6 +305,8 @@ class JobFollower:
             result = JobResult(images=poll.output.images, timings=poll.output.timings)
             await self.calls.write(self.queue.complete, job, result)
             self.metrics.succeeded.inc()
+            if result.timings is not None:
+                self.metrics.gpu_seconds.inc(result.timings.execute_ms / 1000)
             log.info("succeeded", extra={"action": "job.succeeded", "images": len(result.images)})
             return
         error = poll.error or ErrorInfo(

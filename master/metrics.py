@@ -27,6 +27,11 @@ class MasterMetrics:
         r = self.registry
         self.claimed = Counter("stillhouse_jobs_claimed", "jobs claimed", registry=r)
         self.succeeded = Counter("stillhouse_jobs_succeeded", "jobs that made images", registry=r)
+        self.gpu_seconds = Counter(
+            "stillhouse_gpu_seconds",
+            "ComfyUI execution seconds of succeeded jobs (the worker's timings)",
+            registry=r,
+        )
         self.failed = Counter("stillhouse_jobs_failed", "jobs failed for good", registry=r)
         self.retried = Counter("stillhouse_jobs_retried", "jobs sent back to retry", registry=r)
         self.cancelled = Counter("stillhouse_jobs_cancelled", "jobs cancelled", registry=r)

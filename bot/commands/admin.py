@@ -68,6 +68,22 @@ class AdminCommands(ManagedGroup):
 
         await self._run(interaction, "stats", work, everywhere)
 
+    @app_commands.command(name="usage", description="GPU time today and this month, and by whom")
+    @app_commands.describe(everywhere=EVERYWHERE_HELP)
+    async def usage(self, interaction: discord.Interaction, everywhere: bool = False) -> None:
+        def work(scope: int) -> str:
+            guild = None if scope == EVERYWHERE else scope
+            now = self._services.clock()
+            today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+            insights = self._services.insights
+            return messages.usage(
+                insights.usage(today, guild_id=guild),
+                insights.usage(today.replace(day=1), guild_id=guild),
+                everywhere=guild is None,
+            )
+
+        await self._run(interaction, "usage", work, everywhere)
+
     @app_commands.command(name="ban", description="Refuse a user's requests in this server")
     @app_commands.describe(everywhere=EVERYWHERE_HELP)
     async def ban(

@@ -40,6 +40,15 @@ class QueueStats(BaseModel):
         return None if decided == 0 else self.succeeded / decided
 
 
+class Usage(BaseModel):
+    """GPU time over a window: in all, and the users who took the most (user id, jobs,
+    seconds)."""
+
+    jobs: int
+    gpu_s: float
+    top: list[tuple[int, int, float]]
+
+
 class Progress(BaseModel):
     """How far a job is, as a bot shows it: while queued, its place in the line and the
     wait the recent pace predicts; once sent, since when."""
@@ -97,6 +106,27 @@ class QueueInsights:
                 )
             ).one()
         return int(count), float(total_ms) / 1000
+
+    def usage(self, since: datetime, *, guild_id: int | None = None) -> Usage:
+        """GPU time of the jobs that succeeded since `since` (of one guild's requests when
+        `guild_id` is given), and who used the most."""
+        mine = true() if guild_id is None else _C.guild_id == guild_id
+        seconds = func.coalesce(func.sum(_C.gpu_ms), 0)
+        window = (_C.finished_at >= since, _C.status == JobStatus.SUCCEEDED, mine)
+        with self._engine.connect() as conn:
+            jobs, total_ms = conn.execute(select(func.count(), seconds).where(*window)).one()
+            top = conn.execute(
+                select(_C.user_id, func.count(), seconds)
+                .where(*window)
+                .group_by(_C.user_id)
+                .order_by(seconds.desc())
+                .limit(5)
+            ).all()
+        return Usage(
+            jobs=int(jobs),
+            gpu_s=float(total_ms) / 1000,
+            top=[(user, int(count), float(ms) / 1000) for user, count, ms in top if user],
+        )
 
     def recent_results(self, user_id: int, limit: int = 10) -> list[JobRecord]:
         """The user's latest succeeded jobs, newest first."""

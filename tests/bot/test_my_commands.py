@@ -1,7 +1,7 @@
 """/settings, /history and /info through the emulator with the real discord.py: a user's
 own defaults (above the server's, below what /serve names), their recent images with a
 button that shows one again to them only, and where they stand (limits, GPU time, their
-requests and places)."""
+requests and places); and the GPU time a server's managers see with /admin usage."""
 
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ from tests.bot.harness import (
     CHANNEL,
     GUILD,
     MANAGER,
+    OPERATOR,
+    OTHER_CHANNEL,
+    OTHER_GUILD,
     OTHER_USER,
     USER,
     queued_id,
@@ -130,3 +133,30 @@ def test_info_shows_limits_gpu_time_and_places(me: Me) -> None:
     # Another user's figures are theirs alone.
     other = me.text("info", OTHER_USER)
     assert "- today: 0.0 s for 0 requests" in other and waiting.public_id not in other
+
+
+def test_admin_usage_sums_gpu_time_per_server_and_names_the_heaviest_users(
+    me: Me, emu: DiscordEmulator
+) -> None:
+    here = me.serve("mine")
+    other = emu.slash_command(
+        OTHER_GUILD, OTHER_CHANNEL, OTHER_USER, "serve", options={"prompt": "x"}
+    )
+    there = me.services.queue.get(queued_id(other))
+    assert there is not None
+    me.finish(here, there, gpu_ms=1200)
+
+    def usage(caller: int, guild: int, **options: object) -> str:
+        channel = CHANNEL if guild == GUILD else OTHER_CHANNEL
+        ix = emu.slash_command(guild, channel, caller, "admin", subcommand="usage", options=options)
+        return str(ix.wait_response()["data"]["content"])
+
+    assert usage(MANAGER, GUILD).splitlines() == [
+        "GPU time in this server (UTC): today 1.2 s for 1 request, "
+        "this month 1.2 s for 1 request.",
+        f"Most this month: <@{USER}> 1.2 s (1).",
+    ]
+    everywhere = usage(OPERATOR, GUILD, everywhere=True)
+    assert everywhere.startswith("GPU time in every server (UTC): today 2.4 s for 2 requests")
+    assert f"<@{USER}> 1.2 s (1)" in everywhere and f"<@{OTHER_USER}> 1.2 s (1)" in everywhere
+    assert "operators" in usage(MANAGER, GUILD, everywhere=True)
