@@ -152,8 +152,7 @@ def test_admin_usage_sums_gpu_time_per_server_and_names_the_heaviest_users(
         return str(ix.wait_response()["data"]["content"])
 
     assert usage(MANAGER, GUILD).splitlines() == [
-        "GPU time in this server (UTC): today 1.2 s for 1 request, "
-        "this month 1.2 s for 1 request.",
+        "GPU time in this server (UTC): today 1.2 s for 1 request, this month 1.2 s for 1 request.",
         f"Most this month: <@{USER}> 1.2 s (1).",
     ]
     everywhere = usage(OPERATOR, GUILD, everywhere=True)
