@@ -13,7 +13,7 @@ from pydantic import SecretStr
 
 from bot import messages
 from bot.progress import ProgressTracker
-from bot.replies import claim_interaction, guarded, reply, within_ack_budget
+from bot.replies import age_restricted, claim_interaction, guarded, reply, within_ack_budget
 from bot.views import Action, queued_view
 from stillhouse.intake import Accepted, GenerationRequest, Intake, Refusal, Requester
 from stillhouse.queue.records import CancelOutcome, JobRecord
@@ -149,7 +149,9 @@ class Buttons:
 
         def admit() -> Accepted:  # in a thread: reads the server's settings first
             own = self._intake.server(interaction.guild_id, interaction.channel_id)
-            bound = self._intake.prepare(request, interaction.guild_id, own)
+            bound = self._intake.prepare(
+                request, interaction.guild_id, own, age_restricted=age_restricted(interaction)
+            )
             return self._intake.submit(bound, requester)
 
         accepted = await within_ack_budget(interaction, admit)

@@ -9,6 +9,7 @@ import signal
 from bot.client import StillhouseBot
 from stillhouse.config import Settings, env_name
 from stillhouse.errors import SettingsError
+from stillhouse.safety import describe as describe_safety
 from stillhouse.services import Services
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ def main(settings: Settings, shard_ids: list[int] | None, shard_count: int | Non
     if shard_ids is not None and shard_count is not None and max(shard_ids) >= shard_count:
         raise SettingsError([f"--shard-ids {shard_ids} must all be below --shard-count"])
     services = Services.build(settings)
+    log.info(describe_safety(settings.safety), extra={"action": "bot.safety"})
     for problem in services.catalog.problems:
         log.warning("workflow skipped: %s", problem, extra={"action": "bot.workflows"})
     bot = StillhouseBot(services, shard_ids=shard_ids, shard_count=shard_count)

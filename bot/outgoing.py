@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import discord
 
 from bot import messages
+from bot.screening import screen
 from bot.views import result_view
 from stillhouse.queue.records import DeliveryRecord
 from stillhouse.schemas.jobs import FailurePayload, NoticePayload, ResultPayload
@@ -58,6 +59,7 @@ async def _result(
             total += len(data)
         else:
             links.append(await asyncio.to_thread(services.storage.url, image.key))
+    attached, screened = await screen(row, attached, services, client)
     workflow = services.catalog.workflows.get(payload.workflow_name)
     title = workflow.manifest.title if workflow else payload.workflow_name
     purpose = workflow.manifest.purpose if workflow else Purpose.UPSCALE
@@ -78,7 +80,7 @@ async def _result(
         cancel_too_late=payload.cancel_too_late,
         reused_from=payload.reused_from,
     )
-    return Outgoing(text, attached, view)
+    return Outgoing("\n".join([text, *screened]), attached, view)
 
 
 def _upload_limit(client: discord.Client, guild_id: int | None) -> int:

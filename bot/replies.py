@@ -69,6 +69,13 @@ def ack_budget_left(interaction: discord.Interaction) -> float:
     return min(ACK_BUDGET_S, max(0.0, ACK_BUDGET_S - age))
 
 
+def age_restricted(interaction: discord.Interaction) -> bool:
+    """Whether the interaction's channel is age-restricted (Discord's NSFW flag); a DM or
+    an unknown channel is not."""
+    is_nsfw = getattr(interaction.channel, "is_nsfw", None)
+    return bool(is_nsfw()) if callable(is_nsfw) else False
+
+
 async def within_ack_budget(
     interaction: discord.Interaction, work: Callable[[], T], *, ephemeral: bool = False
 ) -> T:

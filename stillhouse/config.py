@@ -416,6 +416,38 @@ class IntakeSettings(BaseModel):
         return _split_csv(self.filter_words)
 
 
+# Refused in prompts outside age-restricted channels (Discord's rule: adult content only
+# in channels marked age-restricted). Whole words, any case; operators may replace it.
+DEFAULT_NSFW_WORDS = (
+    "nsfw,nude,nudes,naked,nudity,porn,porno,pornographic,sex,sexual,explicit,hentai,"
+    "erotic,xxx,topless,nipples,genitals,lingerie"
+)
+
+
+class SafetySettings(BaseModel):
+    """Image safety by Discord's rules: which prompts need an age-restricted channel, and
+    the check of generated images (an HTTP service; off when no URL is set)."""
+
+    nsfw_words: str = Field(
+        default=DEFAULT_NSFW_WORDS,
+        description="comma-separated words a prompt may use only in age-restricted channels",
+    )
+    image_check_url: str = Field(
+        default="",
+        description='POST each image there, get {"score": 0..1} back; empty = images unchecked',
+    )
+    image_check_threshold: float = Field(
+        default=0.8, ge=0, le=1, description="a score at or above this flags the image"
+    )
+    image_check_timeout_s: float = Field(
+        default=5.0, gt=0, description="an answer later than this counts as unavailable"
+    )
+
+    def nsfw_list(self) -> list[str]:
+        """The words that need an age-restricted channel."""
+        return _split_csv(self.nsfw_words)
+
+
 class BotSettings(BaseModel):
     """The Discord front: token, commands, delivery."""
 
@@ -557,6 +589,7 @@ class Settings(BaseSettings):
     master: MasterSettings = Field(default_factory=MasterSettings)
     runpod: RunPodSettings = Field(default_factory=RunPodSettings)
     intake: IntakeSettings = Field(default_factory=IntakeSettings)
+    safety: SafetySettings = Field(default_factory=SafetySettings)
     bot: BotSettings = Field(default_factory=BotSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     log: LogSettings = Field(default_factory=LogSettings)

@@ -30,7 +30,7 @@ from sqlalchemy.exc import DBAPIError
 from stillhouse.config import IntakeSettings, StorageSettings, WorkerSettings
 from stillhouse.db.engine import is_outage
 from stillhouse.errors import StillhouseError
-from stillhouse.filters import ContentFilter
+from stillhouse.filters import ContentFilter, FilterFile
 from stillhouse.hints import JOBS, Hints, InProcessHints
 from stillhouse.inputs import (
     ResultOf,
@@ -148,6 +148,7 @@ class Intake:
     content_filter: ContentFilter
     moderation: Moderation
     queue: GenerationQueue
+    nsfw_filter: ContentFilter = field(default_factory=lambda: ContentFilter(FilterFile()))
     clock: Clock = utcnow
     hints: Hints = field(default_factory=InProcessHints)
     guilds: GuildSettings | None = None  # None: no server settings (tests, the API alone)
@@ -172,9 +173,12 @@ class Intake:
         guild_id: int | None = None,
         own: GuildConfig | None = None,
         mine: UserConfig | None = None,
+        *,
+        age_restricted: bool | None = None,
     ) -> BoundWorkflow:
         """The checks that need no database: a graph ready to queue, or Refusal. `own`:
-        the server's settings (its defaults, its filter); `mine`: the user's defaults."""
+        the server's settings (its defaults, its filter); `mine`: the user's defaults;
+        `age_restricted`: whether the Discord channel is (None: no channel, the API)."""
         own, mine = own or GuildConfig(), mine or UserConfig()
         workflow = self._workflow(request, own, mine)
         presets, aspects = workflow.manifest.presets, workflow.manifest.aspects
@@ -191,6 +195,12 @@ class Intake:
                     raise Refusal(
                         f"Your {name.replace('_', ' ')} contains “{matched}”, "
                         "which is not allowed here."
+                    )
+                adult = self.nsfw_filter.violation(text, None) if age_restricted is False else None
+                if adult is not None:
+                    raise Refusal(
+                        f"Your {name.replace('_', ' ')} contains “{adult}”: Discord allows "
+                        "adult content only in age-restricted channels, and this one is not."
                     )
         if request.image is not None:
             values[self._image_parameter(workflow)] = self._checked_image(request.image)

@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 
 from stillhouse.config import Settings
 from stillhouse.db.engine import make_engine
-from stillhouse.filters import ContentFilter
+from stillhouse.filters import ContentFilter, FilterFile
 from stillhouse.hints import SENDS, Hints, InProcessHints, make_hints
 from stillhouse.intake import Intake
 from stillhouse.locks import LockService, make_locks
@@ -19,6 +19,7 @@ from stillhouse.queue import GenerationQueue, SendQueue
 from stillhouse.queue.fences import MessageFence
 from stillhouse.queue.insights import QueueInsights
 from stillhouse.queue.timing import Clock, utcnow
+from stillhouse.safety import ImageCheck, NoImageCheck, make_image_check
 from stillhouse.storage import Storage, make_storage
 from stillhouse.workflows.loader import WorkflowCatalog
 
@@ -41,6 +42,8 @@ class Services:
     storage: Storage
     catalog: WorkflowCatalog
     content_filter: ContentFilter
+    nsfw_filter: ContentFilter = field(default_factory=lambda: ContentFilter(FilterFile()))
+    image_check: ImageCheck = field(default_factory=NoImageCheck)
     clock: Clock = utcnow
     hints: Hints = field(default_factory=InProcessHints)
     intake: Intake = field(init=False)
@@ -52,6 +55,7 @@ class Services:
             storage=self.settings.storage,
             catalog=self.catalog,
             content_filter=self.content_filter,
+            nsfw_filter=self.nsfw_filter,
             moderation=self.moderation,
             guilds=self.guilds,
             users=self.users,
@@ -93,6 +97,8 @@ class Services:
             content_filter=ContentFilter.from_settings(
                 settings.intake.word_list(), settings.intake.filter_file
             ),
+            nsfw_filter=ContentFilter(FilterFile(words=settings.safety.nsfw_list())),
+            image_check=make_image_check(settings.safety),
             clock=clock,
             hints=hints,
         )

@@ -11,7 +11,7 @@ from bot import messages
 from bot.buttons import requester_of
 from bot.choices import workflow_choices
 from bot.context import BotContext
-from bot.replies import claim_interaction, explain, reply, within_ack_budget
+from bot.replies import age_restricted, claim_interaction, explain, reply, within_ack_budget
 from bot.views import queued_view
 from stillhouse.intake import Accepted, Attachment, GenerationRequest
 from stillhouse.schemas.manifest import SEED_MAX, ParamValue
@@ -70,7 +70,13 @@ def serve_command(ctx: BotContext) -> app_commands.Command[Any, ..., None]:
             def admit() -> Accepted:  # in a thread: reads the server's settings first
                 own = ctx.intake.server(interaction.guild_id, interaction.channel_id)
                 mine = ctx.intake.mine(interaction.user.id)
-                bound = ctx.intake.prepare(request, interaction.guild_id, own, mine)
+                bound = ctx.intake.prepare(
+                    request,
+                    interaction.guild_id,
+                    own,
+                    mine,
+                    age_restricted=age_restricted(interaction),
+                )
                 return ctx.intake.submit(bound, requester)
 
             accepted = await within_ack_budget(interaction, admit)

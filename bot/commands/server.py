@@ -26,6 +26,15 @@ from stillhouse.schemas.guilds import (
 )
 from stillhouse.schemas.manifest import Purpose
 
+FLAGGED = [
+    app_commands.Choice(name="Send as a spoiler", value="spoiler"),
+    app_commands.Choice(name="Withhold", value="withhold"),
+]
+UNCHECKED = [
+    app_commands.Choice(name="Send it", value="send"),
+    app_commands.Choice(name="Withhold", value="withhold"),
+]
+
 
 class ServerCommands(ManagedGroup):
     """The /server group bound to this process's services."""
@@ -36,7 +45,9 @@ class ServerCommands(ManagedGroup):
     @app_commands.command(name="show", description="This server's settings")
     async def show(self, interaction: discord.Interaction) -> None:
         def work(guild: int) -> str:
-            return describe(self._services.guilds.get(guild), self._default_workflow())
+            config = self._services.guilds.get(guild)
+            shown = describe(config, self._default_workflow())
+            return shown + "\n" + describe_images(config, self._services.image_check.active)
 
         await self._run(interaction, "show", work)
 
@@ -116,6 +127,31 @@ class ServerCommands(ManagedGroup):
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
         return workflow_choices(self._services.catalog, current)
+
+    @app_commands.command(
+        name="images", description="Images the check flags, or cannot check, outside NSFW channels"
+    )
+    @app_commands.describe(
+        flagged="An image the image check flags", unchecked="An image it could not check (down)"
+    )
+    @app_commands.choices(flagged=FLAGGED, unchecked=UNCHECKED)
+    async def images(
+        self,
+        interaction: discord.Interaction,
+        flagged: app_commands.Choice[str] | None = None,
+        unchecked: app_commands.Choice[str] | None = None,
+    ) -> None:
+        changes = {
+            key: choice.value
+            for key, choice in (("flagged_images", flagged), ("unchecked_images", unchecked))
+            if choice is not None
+        }
+
+        def work(guild: int) -> str:
+            config = self._change(guild, interaction, lambda c: c.model_copy(update=changes))
+            return describe_images(config, self._services.image_check.active)
+
+        await self._run(interaction, "images", work)
 
     @app_commands.command(name="filter-add", description="Refuse prompts with this word")
     @app_commands.describe(
@@ -205,6 +241,19 @@ def describe(config: GuildConfig, bot_default: str) -> str:
             _filters(config),
         ]
     )
+
+
+def describe_images(config: GuildConfig, checked: bool) -> str:
+    """The server's choices for images outside age-restricted channels."""
+    flagged = {"spoiler": "sent as spoilers", "withhold": "withheld"}[config.flagged_images]
+    unchecked = {"send": "sent", "withhold": "withheld"}[config.unchecked_images]
+    text = (
+        f"Images outside age-restricted channels: flagged ones {flagged}; ones the image "
+        f"check could not look at {unchecked}."
+    )
+    if not checked:
+        text += " (The bot's operators set no image check: no image is checked now.)"
+    return text
 
 
 def describe_defaults(config: GuildConfig, bot_default: str) -> str:

@@ -4,6 +4,7 @@ stillhouse.preferences)."""
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -28,6 +29,10 @@ class GuildConfig(BaseModel):
     aspect: str | None = None
     filter_words: list[str] = Field(default_factory=list, max_length=MAX_WORDS)
     filter_patterns: list[str] = Field(default_factory=list, max_length=MAX_PATTERNS)
+    # Outside age-restricted channels: an image the image check flags, and one it could
+    # not check (the service down), is sent as a spoiler / sent, or withheld.
+    flagged_images: Literal["spoiler", "withhold"] = "withhold"
+    unchecked_images: Literal["send", "withhold"] = "withhold"
 
     @field_validator("filter_patterns")
     @classmethod

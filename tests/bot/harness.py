@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -94,12 +94,14 @@ def png(width: int = 64, height: int = 48, color: str = "teal") -> bytes:
 
 
 def stored_result(
-    storage: Storage, public_id: str, images: int = 1
+    storage: Storage, public_id: str, images: int = 1, colors: Sequence[str] = ()
 ) -> tuple[JobResult, list[tuple[str, bytes]]]:
-    """What a worker leaves behind: PNGs in storage, and the result pointing at them."""
+    """What a worker leaves behind: PNGs in storage (of `colors`, when given), and the
+    result pointing at them."""
     stored, refs = [], []
-    for n in range(images):
-        data = png(color=("teal", "orange", "navy", "olive")[n % 4])
+    colors = colors or [("teal", "orange", "navy", "olive")[n % 4] for n in range(images)]
+    for color in colors:
+        data = png(color=color)
         key = new_key("stillhouse/", public_id, "png")
         obj = storage.put(key, data, "image/png")
         stored.append((key, data))
@@ -118,14 +120,16 @@ def stored_result(
     return JobResult(images=refs), stored
 
 
-def finish(services: Services, public_id: str, images: int = 1) -> list[tuple[str, bytes]]:
+def finish(
+    services: Services, public_id: str, images: int = 1, colors: Sequence[str] = ()
+) -> list[tuple[str, bytes]]:
     """What a master does when the GPU is done: store the images, complete the job (which
     writes its result row). Returns (key, bytes) per image."""
     queue = services.queue
     owner = new_owner("test-master")
     claimed = wait_until(lambda: [j for j in queue.claim(owner, 50) if j.public_id == public_id])
     job: JobRecord = claimed[0]
-    result, stored = stored_result(services.storage, public_id, images)
+    result, stored = stored_result(services.storage, public_id, images, colors)
     queue.complete(job, result)
     return stored
 

@@ -174,4 +174,7 @@ def test_only_a_servers_managers_and_the_operators_change_its_settings(
         "Defaults: workflow sd15-txt2img (the bot's default), mode the workflow's own, "
         "aspect the workflow's own.",
         "This server also refuses words “ships”.",
+        "Images outside age-restricted channels: flagged ones withheld; ones the image check "
+        "could not look at withheld. (The bot's operators set no image check: no image is "
+        "checked now.)",
     ]

@@ -21,6 +21,8 @@ See `server.DiscordEmulator` for the whole interface. Behaviours a bot must cope
   earlier message for a nonce repeated within `emu.nonce_window_s` (emulator clock).
 - `GET /channels/{id}/messages` pages a channel's history newest first; without Read
   Message History (`GuildSpec.no_history_channel_ids`) it answers no messages.
+- Age-restricted channels (`GuildSpec.nsfw_channel_ids`) carry Discord's `nsfw` flag in
+  GUILD_CREATE and in each interaction's `channel`.
 - Every message keeps `revisions` (creation, then each edit); `emu.after_write(hook)` runs
   test code once a write has landed, before the bot hears back (chaos tests).
 """

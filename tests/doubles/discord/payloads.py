@@ -154,7 +154,7 @@ def channel(state: State, ch: Channel) -> dict[str, Any]:
         "parent_id": None,
         "permission_overwrites": overwrites,
         "topic": None,
-        "nsfw": False,
+        "nsfw": ch.nsfw,
         "last_message_id": None,
         "rate_limit_per_user": 0,
         "flags": 0,

@@ -87,6 +87,8 @@ class GuildSpec:
     admin_ids: set[int] = field(default_factory=set)
     # Visible and writable, but the bot lacks Read Message History there.
     no_history_channel_ids: list[int] = field(default_factory=list)
+    # Age-restricted ("NSFW") channels: Discord's `nsfw` flag is set on them.
+    nsfw_channel_ids: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -287,6 +289,7 @@ class Channel:
     accessible: bool = True
     recipient_id: int | None = None  # DMs
     history_readable: bool = True  # Read Message History
+    nsfw: bool = False  # age-restricted
 
     @property
     def type(self) -> int:
@@ -347,12 +350,18 @@ class State:
 
     def add_guild(self, spec: GuildSpec) -> None:
         self.guilds[spec.id] = Guild(spec, self.ids.next(), self.ids.next(), self.clock.now())
-        names = [*spec.channel_ids, *spec.no_history_channel_ids, *spec.no_access_channel_ids]
+        names = [
+            *spec.channel_ids,
+            *spec.no_history_channel_ids,
+            *spec.no_access_channel_ids,
+            *spec.nsfw_channel_ids,
+        ]
         for position, channel_id in enumerate(dict.fromkeys(names)):
             accessible = channel_id not in spec.no_access_channel_ids
             name = f"channel-{position}"
             ch = Channel(channel_id, spec.id, name, position, accessible)
             ch.history_readable = channel_id not in spec.no_history_channel_ids
+            ch.nsfw = channel_id in spec.nsfw_channel_ids
             self.channels[channel_id] = ch
 
     def dm_channel(self, user_id: int, channel_id: int | None = None) -> Channel:
