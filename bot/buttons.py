@@ -13,7 +13,14 @@ from pydantic import SecretStr
 
 from bot import messages
 from bot.progress import ProgressTracker
-from bot.replies import age_restricted, claim_interaction, guarded, reply, within_ack_budget
+from bot.replies import (
+    age_restricted,
+    claim_interaction,
+    guarded,
+    reply,
+    tiers_by_role,
+    within_ack_budget,
+)
 from bot.views import Action, queued_view
 from stillhouse.intake import Accepted, GenerationRequest, Intake, Refusal, Requester
 from stillhouse.queue.records import CancelOutcome, JobRecord
@@ -149,10 +156,11 @@ class Buttons:
 
         def admit() -> Accepted:  # in a thread: reads the server's settings first
             own = self._intake.server(interaction.guild_id, interaction.channel_id)
+            roles = tiers_by_role(own, interaction)
             bound = self._intake.prepare(
                 request, interaction.guild_id, own, age_restricted=age_restricted(interaction)
             )
-            return self._intake.submit(bound, requester)
+            return self._intake.submit(bound, requester.model_copy(update={"tier_roles": roles}))
 
         accepted = await within_ack_budget(interaction, admit)
         job = accepted.enqueued.job

@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from stillhouse.errors import StillhouseError
 from stillhouse.intake import Refusal
 from stillhouse.locks import LockService
+from stillhouse.schemas.guilds import GuildConfig
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -67,6 +68,12 @@ def ack_budget_left(interaction: discord.Interaction) -> float:
     A clock behind Discord's gives the whole budget, never more."""
     age = (discord.utils.utcnow() - interaction.created_at).total_seconds()
     return min(ACK_BUDGET_S, max(0.0, ACK_BUDGET_S - age))
+
+
+def tiers_by_role(own: GuildConfig, interaction: discord.Interaction) -> list[str]:
+    """The tiers the user's roles give in this server (its managers' /server tier-role)."""
+    roles = getattr(interaction.user, "roles", [])
+    return [own.role_tiers[str(r.id)] for r in roles if str(r.id) in own.role_tiers]
 
 
 def age_restricted(interaction: discord.Interaction) -> bool:

@@ -401,6 +401,11 @@ class IntakeSettings(BaseModel):
     filter_file: Path | None = Field(
         default=None, description="TOML with words, patterns and per-guild overrides"
     )
+    tiers_file: Path | None = Field(
+        default=None,
+        description="TOML of tiers (quotas per minute to month, head start); none: one tier "
+        "from PER_MINUTE and DAILY_QUOTA",
+    )
     max_attachment_bytes: int = Field(
         default=10 * 2**20, ge=1024, description="largest image a user may attach"
     )

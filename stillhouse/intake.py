@@ -52,6 +52,7 @@ from stillhouse.schemas.jobs import NewJob, Routing
 from stillhouse.schemas.manifest import ParamValue, Purpose
 from stillhouse.schemas.states import JobStatus
 from stillhouse.schemas.users import UserConfig
+from stillhouse.tiers import SPANS, Tiers, load_tiers
 from stillhouse.workflows.binder import BoundWorkflow, ParameterError, bind
 from stillhouse.workflows.loader import UnknownWorkflow, Workflow, WorkflowCatalog
 
@@ -115,6 +116,9 @@ class Requester(BaseModel):
     request_id: int | None = Field(default=None, description="dedupe: the interaction id")
     reply_token: SecretStr | None = None
     reply_token_expires_at: datetime | None = None
+    tier_roles: list[str] = Field(
+        default_factory=list, description="tiers the user's roles give in that server"
+    )
 
 
 class GenerationRequest(BaseModel):
@@ -151,8 +155,14 @@ class Intake:
     nsfw_filter: ContentFilter = field(default_factory=lambda: ContentFilter(FilterFile()))
     clock: Clock = utcnow
     hints: Hints = field(default_factory=InProcessHints)
+    tiers: Tiers | None = None  # the operators' file; None: one tier from `settings`
     guilds: GuildSettings | None = None  # None: no server settings (tests, the API alone)
     users: UserSettings | None = None  # None: no users' own defaults
+
+    def current_tiers(self) -> Tiers:
+        """The operators' tiers, or the one the intake settings describe (read each time:
+        the settings may change while the process runs)."""
+        return self.tiers if self.tiers is not None else load_tiers(self.settings)
 
     def mine(self, user_id: int) -> UserConfig:
         """The user's own defaults (/settings)."""
@@ -233,7 +243,10 @@ class Intake:
             if existing is None:
                 raise
             return self._accepted(self._same_request(existing, digest), bound, requester)
-        enqueued = self._enqueue(self._new_job(bound, requester), self._limits(standing), digest)
+        limits = self._limits(standing, requester)
+        head_start = self.current_tiers().tiers[limits.tier].head_start_s
+        job = self._new_job(bound, requester).model_copy(update={"head_start_s": head_start})
+        enqueued = self._enqueue(job, limits, digest)
         if enqueued.created and enqueued.job.status is JobStatus.QUEUED:
             self.hints.bump(JOBS)  # a master claims it now, not at its next look
         return self._accepted(enqueued, bound, requester)
@@ -287,15 +300,15 @@ class Intake:
         # Images another job made are also the requester's when they were reused for them.
         return self.queue.reused_by(requester.source, requester.user_id, origin.job_id)
 
-    def _limits(self, standing: Standing) -> Limits:
-        # A user's own quota (0 included) wins; the default 0 means no daily limit.
-        settings = self.settings
-        own = standing.quota
-        return Limits(
-            per_minute=settings.per_minute,
-            max_active=settings.max_active_jobs,
-            daily=own if own is not None else (settings.daily_quota or None),
-        )
+    def _limits(self, standing: Standing, requester: Requester) -> Limits:
+        """The user's tier's quotas; their own daily quota (0 included), when the
+        operators set one, replaces the tier's day."""
+        tiers = self.current_tiers()
+        name = tiers.name_of(standing.tier, requester.tier_roles)
+        quotas = tiers.tiers[name].quotas()
+        if standing.quota is not None:
+            quotas["day"] = standing.quota
+        return Limits(max_active=self.settings.max_active_jobs, quotas=quotas, tier=name)
 
     @staticmethod
     def _same_request(existing: JobRecord, digest: str | None) -> Enqueued:
@@ -431,5 +444,24 @@ def _over_limit(exc: LimitReached) -> Refusal:
             f"{exc.limit}). Wait for one to finish or cancel one."
         )
     else:
-        text = f"You have used your {exc.limit} requests for the last 24 hours.{wait}"
+        window = exc.window or "day"
+        frees = ""
+        if exc.retry_after_s is not None:
+            frees = f" The next one frees in {_duration(exc.retry_after_s)}."
+        text = f"You have used your {exc.limit} requests for the {window} ({SPANS[window]}).{frees}"
     return Refusal(text, "limited", retry_after_s=exc.retry_after_s)
+
+
+def _duration(seconds: float) -> str:
+    """A wait in words, to the unit that matters: 40 s, 12 min, 3 h 5 min, 2 days 4 h."""
+    whole = max(1, round(seconds))
+    if whole < 90:
+        return f"{whole} s"
+    minutes = round(whole / 60)
+    if minutes < 90:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} days {hours} h" if hours else f"{days} days"

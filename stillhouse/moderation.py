@@ -30,12 +30,13 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
-from stillhouse.db.models import BannedUser, Switch, UserQuota
+from stillhouse.db.models import BannedUser, Switch, UserQuota, UserTier
 from stillhouse.queue.prepared import Prepared
 from stillhouse.queue.timing import Clock, utcnow
 
 BANS = cast(Table, BannedUser.__table__)
 QUOTAS = cast(Table, UserQuota.__table__)
+TIERS = cast(Table, UserTier.__table__)
 SWITCHES = cast(Table, Switch.__table__)
 _SWITCH = select(SWITCHES.c.enabled, SWITCHES.c.note, SWITCHES.c.guild_id)
 
@@ -66,12 +67,14 @@ def _standing() -> Prepared:
         BANS.c.user_id == user, or_(*(BANS.c.guild_id == scope for scope in where))
     )
     quota = select(QUOTAS.c.daily_jobs).where(QUOTAS.c.user_id == user)
+    tier = select(TIERS.c.tier).where(TIERS.c.user_id == user)
     return Prepared(
         select(
             first_pause(SWITCHES.c.guild_id).label("scope"),
             first_pause(SWITCHES.c.note).label("note"),
             exists(banned).label("banned"),
             quota.scalar_subquery().label("quota"),
+            tier.scalar_subquery().label("tier"),
         )
     )
 
@@ -104,6 +107,7 @@ class Standing(BaseModel):
     paused: SwitchState | None
     banned: bool
     quota: int | None
+    tier: str | None = None  # the one the operators gave the user
 
 
 class Moderation:
@@ -184,7 +188,17 @@ class Moderation:
             [row] = _STANDING.mappings(conn, params)
         scope, note, is_banned, own = row["scope"], row["note"], row["banned"], row["quota"]
         paused = None if scope is None else SwitchState(enabled=True, note=note, guild_id=scope)
-        return Standing(paused=paused, banned=bool(is_banned), quota=own)
+        return Standing(paused=paused, banned=bool(is_banned), quota=own, tier=row["tier"])
+
+    def set_tier(self, user_id: int, tier: str, set_by: int | None) -> None:
+        """The tier the operators give this user (stillhouse.tiers)."""
+        values = {"tier": tier, "set_by": set_by, "updated_at": self._clock()}
+        self._upsert(TIERS, {"user_id": user_id}, values)
+
+    def clear_tier(self, user_id: int) -> bool:
+        """Back to the default tier (and what roles give); False if none was given."""
+        with self._engine.begin() as conn:
+            return conn.execute(delete(TIERS).where(TIERS.c.user_id == user_id)).rowcount == 1
 
     def _upsert(self, table: Table, key: dict[str, Any], values: dict[str, Any]) -> None:
         # UPDATE, else INSERT; two operators racing on the same row end with one of their

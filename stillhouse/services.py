@@ -21,6 +21,7 @@ from stillhouse.queue.insights import QueueInsights
 from stillhouse.queue.timing import Clock, utcnow
 from stillhouse.safety import ImageCheck, NoImageCheck, make_image_check
 from stillhouse.storage import Storage, make_storage
+from stillhouse.tiers import Tiers, load_tiers
 from stillhouse.workflows.loader import WorkflowCatalog
 
 
@@ -43,6 +44,7 @@ class Services:
     catalog: WorkflowCatalog
     content_filter: ContentFilter
     nsfw_filter: ContentFilter = field(default_factory=lambda: ContentFilter(FilterFile()))
+    tiers: Tiers | None = None  # the operators' file; None: the intake settings' one tier
     image_check: ImageCheck = field(default_factory=NoImageCheck)
     clock: Clock = utcnow
     hints: Hints = field(default_factory=InProcessHints)
@@ -56,6 +58,7 @@ class Services:
             catalog=self.catalog,
             content_filter=self.content_filter,
             nsfw_filter=self.nsfw_filter,
+            tiers=self.tiers,
             moderation=self.moderation,
             guilds=self.guilds,
             users=self.users,
@@ -99,6 +102,7 @@ class Services:
             ),
             nsfw_filter=ContentFilter(FilterFile(words=settings.safety.nsfw_list())),
             image_check=make_image_check(settings.safety),
+            tiers=load_tiers(settings.intake) if settings.intake.tiers_file else None,
             clock=clock,
             hints=hints,
         )

@@ -132,6 +132,24 @@ class AdminCommands(ManagedGroup):
 
         await self._run(interaction, "quota", work, everywhere=True)
 
+    @app_commands.command(name="tier", description="Give a user a tier (quotas and lane)")
+    @app_commands.describe(tier="One of the operators' tiers; leave out for the default")
+    async def tier(
+        self, interaction: discord.Interaction, user: discord.User, tier: str | None = None
+    ) -> None:
+        # Tiers reach every server: an operator's decision.
+        def work(_scope: int) -> str:
+            tiers = self._services.intake.current_tiers()
+            if tier is None:
+                self._services.moderation.clear_tier(user.id)
+                return f"{user.mention} is back on the {tiers.default} tier."
+            if tier not in tiers.tiers:
+                raise Refusal(f"There is no tier “{tier}” (there are: {', '.join(tiers.tiers)}).")
+            self._services.moderation.set_tier(user.id, tier, interaction.user.id)
+            return f"{user.mention} has the {tier} tier."
+
+        await self._run(interaction, "tier", work, everywhere=True)
+
     @app_commands.command(name="scale", description="Set how many GPU workers RunPod keeps")
     @app_commands.describe(minimum="Workers kept running even when idle", maximum="Workers at most")
     async def scale(

@@ -15,19 +15,24 @@ from bot.choices import workflow_choices
 from bot.commands.jobs import listing
 from bot.commands.serve import ASPECTS, MODES
 from bot.context import BotContext
-from bot.replies import claim_interaction, explain, reply
+from bot.replies import claim_interaction, explain, reply, tiers_by_role
 from bot.views import MAX_HISTORY_BUTTONS, history_view
 from stillhouse.intake import Refusal
 from stillhouse.schemas.manifest import Purpose
 from stillhouse.schemas.users import UserConfig
+from stillhouse.tiers import SPANS, WINDOWS
 
 
 def my_commands(ctx: BotContext) -> list[app_commands.Command[Any, ..., None]]:
     """/info, /history, /settings."""
 
-    @app_commands.command(name="info", description="Your limits, GPU time and requests")
+    @app_commands.command(name="info", description="Your tier, limits, GPU time and requests")
     async def info(interaction: discord.Interaction) -> None:
-        await _answer(interaction, ctx, lambda: _info(ctx, interaction.user.id))
+        def work() -> str:
+            own = ctx.services.guilds.get(interaction.guild_id)
+            return _info(ctx, interaction.user.id, tiers_by_role(own, interaction))
+
+        await _answer(interaction, ctx, work)
 
     @app_commands.command(name="history", description="Your recent images")
     async def history(interaction: discord.Interaction) -> None:
@@ -125,21 +130,24 @@ def _for_serve(ctx: BotContext, name: str) -> str:
     return name
 
 
-def _info(ctx: BotContext, user_id: int) -> str:
+def _info(ctx: BotContext, user_id: int, role_tiers: list[str]) -> str:
     services = ctx.services
-    intake = services.settings.intake
+    tiers = services.intake.current_tiers()
     insights = services.insights
     now = services.clock()
-    quota = services.moderation.standing(user_id, None).quota
-    daily = quota if quota is not None else (intake.daily_quota or None)
-    last_minute = insights.created_since(user_id, now - timedelta(minutes=1))
-    last_day = insights.created_since(user_id, now - timedelta(days=1))
-    lines = [
-        "**Your limits**",
-        f"- this minute: {_left(last_minute, intake.per_minute)}",
-        f"- last 24 hours: {_left(last_day, daily)}",
-        "- waiting or running at once: "
-        + _left(insights.unfinished_count(user_id), intake.max_active_jobs),
+    standing = services.moderation.standing(user_id, None)
+    name = tiers.name_of(standing.tier, role_tiers)
+    tier = tiers.tiers[name]
+    quotas = tier.quotas()
+    if standing.quota is not None:
+        quotas["day"] = standing.quota
+    lines = [f"**Your tier: {tier.title or name}**"]
+    for window, span in SPANS.items():
+        used = insights.created_since(user_id, now - timedelta(seconds=WINDOWS[window]))
+        lines.append(f"- {span}: {_left(used, quotas.get(window))}")
+    at_once = services.settings.intake.max_active_jobs
+    lines += [
+        f"- waiting or running at once: {_left(insights.unfinished_count(user_id), at_once)}",
         "**GPU time** (images made)",
     ]
     for label, since in (("today", _day_start(now)), ("this month", _month_start(now))):

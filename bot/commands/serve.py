@@ -11,7 +11,14 @@ from bot import messages
 from bot.buttons import requester_of
 from bot.choices import workflow_choices
 from bot.context import BotContext
-from bot.replies import age_restricted, claim_interaction, explain, reply, within_ack_budget
+from bot.replies import (
+    age_restricted,
+    claim_interaction,
+    explain,
+    reply,
+    tiers_by_role,
+    within_ack_budget,
+)
 from bot.views import queued_view
 from stillhouse.intake import Accepted, Attachment, GenerationRequest
 from stillhouse.schemas.manifest import SEED_MAX, ParamValue
@@ -69,6 +76,7 @@ def serve_command(ctx: BotContext) -> app_commands.Command[Any, ..., None]:
 
             def admit() -> Accepted:  # in a thread: reads the server's settings first
                 own = ctx.intake.server(interaction.guild_id, interaction.channel_id)
+                roles = tiers_by_role(own, interaction)
                 mine = ctx.intake.mine(interaction.user.id)
                 bound = ctx.intake.prepare(
                     request,
@@ -77,7 +85,7 @@ def serve_command(ctx: BotContext) -> app_commands.Command[Any, ..., None]:
                     mine,
                     age_restricted=age_restricted(interaction),
                 )
-                return ctx.intake.submit(bound, requester)
+                return ctx.intake.submit(bound, requester.model_copy(update={"tier_roles": roles}))
 
             accepted = await within_ack_budget(interaction, admit)
         except Exception as exc:  # every refusal and failure becomes a sentence

@@ -15,6 +15,7 @@ from bot.choices import workflow_choices
 from bot.commands.managed import ManagedGroup
 from bot.commands.serve import ASPECTS, MODES
 from bot.context import BotContext
+from bot.replies import explain
 from stillhouse.intake import Refusal
 from stillhouse.schemas.guilds import (
     MAX_CHANNELS,
@@ -152,6 +153,44 @@ class ServerCommands(ManagedGroup):
             return describe_images(config, self._services.image_check.active)
 
         await self._run(interaction, "images", work)
+
+    @app_commands.command(name="tier-role", description="Give a role's members a tier here")
+    @app_commands.describe(role="The role", tier="A tier the bot's operators let servers give")
+    async def tier_role(
+        self, interaction: discord.Interaction, role: discord.Role, tier: str | None = None
+    ) -> None:
+        grantable = self._services.intake.current_tiers().grantable()
+        if tier is not None and tier not in grantable:
+            offered = ", ".join(grantable) or "none"
+            await explain(
+                interaction,
+                Refusal(f"“{tier}” is not a tier servers can give (they can give: {offered})."),
+            )
+            return
+
+        def edit(config: GuildConfig) -> GuildConfig:
+            given = {k: v for k, v in config.role_tiers.items() if k != str(role.id)}
+            if tier is not None:
+                given[str(role.id)] = tier
+            return config.model_copy(update={"role_tiers": given})
+
+        def work(guild: int) -> str:
+            self._change(guild, interaction, edit)
+            if tier is None:
+                return f"{role.mention} no longer gives a tier here."
+            return f"Members of {role.mention} have the {tier} tier here."
+
+        await self._run(interaction, "tier_role", work)
+
+    @tier_role.autocomplete("tier")
+    async def _grantable(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        return [
+            app_commands.Choice(name=name, value=name)
+            for name in self._services.intake.current_tiers().grantable()
+            if current.lower() in name.lower()
+        ][:25]
 
     @app_commands.command(name="filter-add", description="Refuse prompts with this word")
     @app_commands.describe(

@@ -194,6 +194,17 @@ class UserQuota(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class UserTier(Base):
+    """A user's tier, given by the operators (stillhouse.tiers)."""
+
+    __tablename__ = "user_tiers"
+
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    tier: Mapped[str] = mapped_column(String(32))
+    set_by: Mapped[int | None] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class Switch(Base):
     """A named on/off setting flipped at run time (e.g. `intake_paused`): for one guild,
     or for the whole deployment (`guild_id` 0)."""

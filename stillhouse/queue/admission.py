@@ -10,8 +10,9 @@ holder committed; SQLite's BEGIN IMMEDIATE serializes writers whole.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Connection, Engine, Table, bindparam, case, func, insert, or_, select, update
@@ -27,8 +28,31 @@ from stillhouse.schemas.states import ACTIVE_JOB_STATES, JobStatus
 REQUESTERS: Table = Requester.__table__  # type: ignore[assignment]
 _C = JOBS.c
 _UNFINISHED = (JobStatus.QUEUED, *ACTIVE_JOB_STATES)
-RATE_WINDOW = timedelta(minutes=1)
-QUOTA_WINDOW = timedelta(days=1)
+# The rolling windows a quota may cover (stillhouse.tiers names them the same).
+WINDOWS: dict[str, timedelta] = {
+    "minute": timedelta(minutes=1),
+    "hour": timedelta(hours=1),
+    "day": timedelta(days=1),
+    "week": timedelta(days=7),
+    "month": timedelta(days=30),
+}
+
+
+def _count_recent() -> Prepared:
+    """For each window, the user's requests in it and the oldest of them (when the
+    window's first place frees), in one statement over the longest window."""
+    columns = []
+    for name in WINDOWS:
+        inside = _C.created_at >= bindparam(f"since_{name}")
+        columns.append(func.coalesce(func.sum(case((inside, 1), else_=0)), 0).label(name))
+        columns.append(func.min(case((inside, _C.created_at), else_=None)).label(f"{name}_oldest"))
+    longest = f"since_{max(WINDOWS, key=WINDOWS.__getitem__)}"
+    return Prepared(
+        select(*columns).where(
+            _C.user_id == bindparam("user_id"), _C.created_at >= bindparam(longest)
+        )
+    )
+
 
 # Every acceptance runs these: compiled once (stillhouse.queue.prepared), not rebuilt.
 _LOCK_REQUESTER = Prepared(
@@ -36,18 +60,7 @@ _LOCK_REQUESTER = Prepared(
     .where(REQUESTERS.c.user_id == bindparam("user_id"))
     .values(last_request_at=bindparam("now"))
 )
-_COUNT_RECENT = Prepared(
-    select(
-        func.count().label("today"),
-        func.coalesce(
-            func.sum(case((_C.created_at >= bindparam("minute_ago"), 1), else_=0)), 0
-        ).label("this_minute"),
-        func.min(case((_C.created_at >= bindparam("minute_ago"), _C.created_at), else_=None)).label(
-            "oldest_this_minute"
-        ),
-        func.min(_C.created_at).label("oldest_today"),
-    ).where(_C.user_id == bindparam("user_id"), _C.created_at >= bindparam("day_ago"))
-)
+_COUNT_RECENT = _count_recent()
 _COUNT_UNFINISHED = Prepared(
     select(func.count().label("active")).where(
         _C.user_id == bindparam("user_id"), or_(*(_C.status == state for state in _UNFINISHED))
@@ -56,14 +69,14 @@ _COUNT_UNFINISHED = Prepared(
 
 
 class Limits(BaseModel):
-    """What one user may have: new requests a minute, requests waiting or running at
-    once, requests per 24 hours (None: no daily limit)."""
+    """What one user may have: requests waiting or running at once, and new requests per
+    rolling window (WINDOWS; a window left out has no limit)."""
 
     model_config = ConfigDict(frozen=True)
 
-    per_minute: int
     max_active: int
-    daily: int | None = None
+    quotas: dict[str, int] = {}
+    tier: str = "default"
 
 
 class LimitReached(StillhouseError):
@@ -75,12 +88,14 @@ class LimitReached(StillhouseError):
         count: int,
         limit: int,
         retry_after_s: float | None = None,
+        window: str | None = None,
     ) -> None:
         super().__init__(f"{kind} limit reached: {count} of {limit}")
         self.kind = kind
         self.count = count
         self.limit = limit
         self.retry_after_s = retry_after_s
+        self.window = window  # which quota: "minute" (kind "rate"), "hour", … "month"
 
 
 class IdempotencyConflict(StillhouseError):
@@ -107,24 +122,31 @@ def add_requester(engine: Engine, user_id: int, now: datetime) -> None:
 
 
 def check_limits(conn: Connection, user_id: int, limits: Limits, now: datetime) -> None:
-    """LimitReached if one more request would go past a limit (call with the lock held)."""
-    minute_ago = now - RATE_WINDOW
-    [counted] = _COUNT_RECENT.mappings(
-        conn, {"user_id": user_id, "minute_ago": minute_ago, "day_ago": now - QUOTA_WINDOW}
-    )
-    today, this_minute = int(counted["today"]), int(counted["this_minute"])
-    if this_minute >= limits.per_minute:
-        oldest = counted["oldest_this_minute"]
-        wait = (oldest + RATE_WINDOW - now).total_seconds() if oldest else 60.0
-        raise LimitReached("rate", this_minute, limits.per_minute, max(1.0, wait))
-    [unfinished] = _COUNT_UNFINISHED.mappings(conn, {"user_id": user_id})
-    active = int(unfinished["active"])
-    if active >= limits.max_active:
-        raise LimitReached("active", active, limits.max_active)
-    if limits.daily is not None and today >= limits.daily:
-        oldest = counted["oldest_today"]
-        wait = (oldest + QUOTA_WINDOW - now).total_seconds() if oldest else None
-        raise LimitReached("quota", today, limits.daily, wait)
+    """LimitReached if one more request would go past a limit (call with the lock held):
+    the per-minute rate first, then requests at once, then the longer windows."""
+    params = {f"since_{name}": now - span for name, span in WINDOWS.items()}
+    [counted] = _COUNT_RECENT.mappings(conn, {"user_id": user_id, **params})
+    for name in WINDOWS:
+        if name == "minute":
+            _over(limits, counted, name, now)
+            [unfinished] = _COUNT_UNFINISHED.mappings(conn, {"user_id": user_id})
+            active = int(unfinished["active"])
+            if active >= limits.max_active:
+                raise LimitReached("active", active, limits.max_active)
+        else:
+            _over(limits, counted, name, now)
+
+
+def _over(limits: Limits, counted: Mapping[str, Any], window: str, now: datetime) -> None:
+    limit = limits.quotas.get(window)
+    used = int(counted[window])
+    if limit is None or used < limit:
+        return
+    oldest = counted[f"{window}_oldest"]
+    span = WINDOWS[window]
+    wait = max(1.0, (oldest + span - now).total_seconds()) if oldest else span.total_seconds()
+    kind: Literal["rate", "quota"] = "rate" if window == "minute" else "quota"
+    raise LimitReached(kind, used, limit, wait, window)
 
 
 def same_request(existing: JobRecord, digest: str | None) -> Enqueued:

@@ -182,7 +182,8 @@ class GenerationQueue(QueueTable):
             "claims": 0,
             "lost_submits": 0,
             "max_attempts": job.max_attempts or self._settings.max_attempts,
-            "run_after": now,
+            # A tier's lane: queued as if it came earlier (stillhouse.tiers).
+            "run_after": now - timedelta(seconds=job.head_start_s),
             "cancel_requested": False,
             "created_at": now,
             "updated_at": now,

@@ -32,6 +32,8 @@ class GuildConfig(BaseModel):
     # Outside age-restricted channels: an image the image check flags, and one it could
     # not check (the service down), is sent as a spoiler / sent, or withheld.
     flagged_images: Literal["spoiler", "withhold"] = "withhold"
+    # Role id -> tier, for tiers the operators let servers give (stillhouse.tiers).
+    role_tiers: dict[str, str] = Field(default_factory=dict, max_length=MAX_CHANNELS)
     unchecked_images: Literal["send", "withhold"] = "withhold"
 
     @field_validator("filter_patterns")

@@ -55,6 +55,9 @@ class NewJob(BaseModel):
     graph: ComfyGraph
     inputs: list[InputSource] = Field(default_factory=list)
     priority: int = Field(default=0, ge=-100, le=100, description="lower runs sooner")
+    head_start_s: float = Field(
+        default=0.0, ge=0, le=86_400, description="queued as if it came this much earlier"
+    )
     max_attempts: int | None = Field(default=None, ge=1, le=50)
     reuse_key: str | None = Field(
         default=None,

@@ -124,8 +124,9 @@ def test_info_shows_limits_gpu_time_and_places(me: Me) -> None:
     me.finish(done, gpu_ms=2400)
     waiting = me.serve("waiting")
     text = me.text("info")
-    assert "- this minute: 2 of 1000 used, 998 left" in text
-    assert "- last 24 hours: 2 used, no limit" in text
+    assert text.startswith("**Your tier: default**")
+    assert "- the last 60 seconds: 2 of 1000 used, 998 left" in text
+    assert "- the last 24 hours: 2 used, no limit" in text
     assert "- waiting or running at once: 1 of 100 used, 99 left" in text
     assert "- today: 2.4 s for 1 request" in text
     assert "- this month: 2.4 s for 1 request" in text

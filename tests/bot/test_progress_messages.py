@@ -6,6 +6,7 @@ the message (every revision the bot made)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from stillhouse.ids import new_owner
@@ -36,7 +37,16 @@ def claim_next(services: Services) -> JobRecord:
 
 
 def shown(ix: Interaction, text: str) -> None:
-    wait_until(lambda: ix.original is not None and ix.original.content == text, 10, what=text)
+    became(ix, lambda content: content == text, text)
+
+
+def became(ix: Interaction, test: Callable[[str], bool], what: str) -> None:
+    """Wait until the message's text passes `test`; on timeout, say what it showed."""
+    try:
+        wait_until(lambda: ix.original is not None and test(ix.original.content), 20, what=what)
+    except AssertionError:
+        history = [r.content for r in ix.original.revisions] if ix.original else []
+        raise AssertionError(f"never showed {what!r}; it showed {history}") from None
 
 
 def test_the_message_keeps_the_users_place_then_says_a_gpu_is_starting_then_the_time_left(

@@ -25,7 +25,7 @@ from tests.doubles.discord.state import (
 
 OptionValue = str | int | float | bool
 TYPE_OF = {bool: 5, int: 4, float: 10, str: 3}
-FITS = {3: (str,), 4: (int,), 5: (bool,), 10: (int, float), 6: (int,), 7: (int,)}
+FITS = {3: (str,), 4: (int,), 5: (bool,), 10: (int, float), 6: (int,), 7: (int,), 8: (int,)}
 
 
 def find_command(state: State, guild_id: int | None, name: str) -> tuple[dict[str, Any], bool]:
@@ -66,6 +66,11 @@ def _value(state: State, opt: dict[str, Any], value: OptionValue, resolved: dict
         raise TypeError(f"option {opt['name']!r} has type {kind}; got {value!r}")
     if kind == 6:  # a user: Discord resolves it
         resolved.setdefault("users", {})[str(value)] = payloads.user(int(value))
+        return str(value)
+    if kind == 8:  # a role of the guild the command came from: Discord resolves it
+        resolved.setdefault("roles", {})[str(value)] = payloads.role(
+            int(value), f"role-{value}", 0, 3
+        )
         return str(value)
     if kind == 7:
         ch = state.channels[int(value)]

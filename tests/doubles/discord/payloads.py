@@ -102,13 +102,18 @@ def roles(state: State, guild: Guild) -> list[dict[str, Any]]:
             managed=True,
             tags={"bot_id": str(state.bot_id)},
         ),
+        *(
+            role(role_id, f"role-{role_id}", 0, 3 + n)
+            for n, role_id in enumerate(guild.spec.role_members)
+        ),
     ]
 
 
 def member_roles(state: State, guild: Guild, user_id: int) -> list[str]:
     if user_id == state.bot_id:
         return [str(guild.bot_role_id)]
-    return [str(guild.admin_role_id)] if user_id in guild.spec.admin_ids else []
+    extra = [str(r) for r, members in guild.spec.role_members.items() if user_id in members]
+    return ([str(guild.admin_role_id)] if user_id in guild.spec.admin_ids else []) + extra
 
 
 def member(state: State, guild: Guild, user_id: int) -> dict[str, Any]:

@@ -89,6 +89,8 @@ class GuildSpec:
     no_history_channel_ids: list[int] = field(default_factory=list)
     # Age-restricted ("NSFW") channels: Discord's `nsfw` flag is set on them.
     nsfw_channel_ids: list[int] = field(default_factory=list)
+    # More roles (id -> the members who have it), named "role-<id>", no permissions.
+    role_members: dict[int, set[int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
