@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import discord
 
 from bot import messages
-from bot.screening import screen
+from bot.screening import SPOILER, screen
 from bot.views import result_view
 from stillhouse.queue.records import DeliveryRecord
 from stillhouse.schemas.jobs import FailurePayload, NoticePayload, ResultPayload
@@ -59,6 +59,8 @@ async def _result(
             total += len(data)
         else:
             links.append(await asyncio.to_thread(services.storage.url, image.key))
+    if row.routing.visibility == "spoiler":
+        attached = [(SPOILER + name, data) for name, data in attached]
     attached, screened = await screen(row, attached, services, client)
     workflow = services.catalog.workflows.get(payload.workflow_name)
     title = workflow.manifest.title if workflow else payload.workflow_name

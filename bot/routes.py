@@ -15,6 +15,10 @@ nonce window (a few minutes) with the first message. A row sent before (`attempt
 first looks for its earlier message in the channel's recent history: the bot's message
 naming the request, without a Cancel button.
 
+A private answer (`/serve private:True`) goes by the interaction only: its queued message
+is ephemeral and so is the edit that replaces it; once the token is gone the row ends
+undelivered rather than posting to the channel (the images stay in /history).
+
 What remains: a repeat beyond the nonce window, in a channel whose history the bot may
 not read (or where more than HISTORY_LOOKBACK messages came between the row's making and
 its earlier message), posts a second message.
@@ -89,6 +93,9 @@ class Routes:
                     "the request's message is gone; using the channel",
                     extra={"action": "bot.route", "code": exc.code},
                 )
+        if routing.visibility == "private":
+            # Only the interaction shows a private answer; the channel would show everyone.
+            raise Undeliverable("a private answer's interaction has ended; /history shows it")
         return await self._to_channel(row, outgoing)
 
     async def _replace_original(self, token: str, outgoing: Outgoing) -> int:

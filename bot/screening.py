@@ -58,7 +58,7 @@ async def screen(
             },
         )
         if own.flagged_images == "spoiler":
-            shown.append((SPOILER + name, data))
+            shown.append((name if name.startswith(SPOILER) else SPOILER + name, data))
         else:
             flagged += 1
     return shown, _notes(flagged, unchecked)

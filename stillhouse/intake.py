@@ -119,6 +119,7 @@ class Requester(BaseModel):
     tier_roles: list[str] = Field(
         default_factory=list, description="tiers the user's roles give in that server"
     )
+    visibility: Literal["public", "spoiler", "private"] = "public"
 
 
 class GenerationRequest(BaseModel):
@@ -327,6 +328,7 @@ class Intake:
                 shard_id=requester.shard_id,
                 interaction_token=requester.reply_token,
                 interaction_expires_at=requester.reply_token_expires_at,
+                visibility=requester.visibility,
             ),
             interaction_id=requester.request_id,
             workflow_name=bound.workflow,

@@ -42,6 +42,8 @@ def serve_command(ctx: BotContext) -> app_commands.Command[Any, ..., None]:
         seed="Same seed and settings, same image",
         mode="Fast or quality",
         image="A picture to start from (image workflows)",
+        spoiler="Show the images behind a spoiler",
+        private="Only you see the request and its images (here, for 15 minutes; then /history)",
     )
     @app_commands.choices(aspect=ASPECTS, mode=MODES)
     async def serve(
@@ -54,6 +56,8 @@ def serve_command(ctx: BotContext) -> app_commands.Command[Any, ..., None]:
         seed: app_commands.Range[int, 0, SEED_MAX] | None = None,
         mode: app_commands.Choice[str] | None = None,
         image: discord.Attachment | None = None,
+        spoiler: bool = False,
+        private: bool = False,
     ) -> None:
         services = ctx.services
         if not claim_interaction(services.locks, interaction):
@@ -72,7 +76,10 @@ def serve_command(ctx: BotContext) -> app_commands.Command[Any, ..., None]:
             image=_attachment(image) if image else None,
         )
         try:
-            requester = requester_of(interaction, services)
+            visibility = "private" if private else "spoiler" if spoiler else "public"
+            requester = requester_of(interaction, services).model_copy(
+                update={"visibility": visibility}
+            )
 
             def admit() -> Accepted:  # in a thread: reads the server's settings first
                 own = ctx.intake.server(interaction.guild_id, interaction.channel_id)
@@ -98,7 +105,8 @@ def serve_command(ctx: BotContext) -> app_commands.Command[Any, ..., None]:
             again=not accepted.enqueued.created,
             reused_from=job.reused_from,
         )
-        await reply(interaction, text, ephemeral=False, view=queued_view(job.public_id))
+        shown = accepted.enqueued.job.routing.visibility == "private"
+        await reply(interaction, text, ephemeral=shown, view=queued_view(job.public_id))
         if accepted.enqueued.created and job.reused_from is None:
             ctx.tracker.track(job.public_id, interaction, shown=text)
 

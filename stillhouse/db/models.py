@@ -77,6 +77,7 @@ class GenerationJob(Base):
     interaction_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
     interaction_token: Mapped[str | None] = mapped_column(String(512))
     interaction_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    visibility: Mapped[str] = mapped_column(String(8), server_default="public")
 
     # sha256 of what an API caller sent with an Idempotency-Key: a reuse with another
     # body is refused instead of silently answered with the first request.
@@ -150,6 +151,7 @@ class Delivery(Base):
     channel_id: Mapped[int | None] = mapped_column(BigInteger)
     interaction_token: Mapped[str | None] = mapped_column(String(512))
     interaction_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    visibility: Mapped[str] = mapped_column(String(8), server_default="public")
     payload: Mapped[DeliveryPayload] = mapped_column(PydanticJSON(DeliveryPayload))
 
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -93,6 +93,7 @@ def _insert(
             "channel_id": routing.channel_id,
             "interaction_token": token.get_secret_value() if token else None,
             "interaction_expires_at": routing.interaction_expires_at,
+            "visibility": routing.visibility,
             "payload": payload,
             "max_attempts": settings.delivery_max_attempts,
             "run_after": now,

@@ -22,6 +22,7 @@ _ROUTING_FIELDS = (
     "shard_id",
     "interaction_token",
     "interaction_expires_at",
+    "visibility",
 )
 
 

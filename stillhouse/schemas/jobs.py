@@ -27,6 +27,9 @@ class Routing(BaseModel):
     shard_id: int | None = Field(default=None, ge=0)
     interaction_token: SecretStr | None = None
     interaction_expires_at: datetime | None = None
+    # Who sees the answer: everyone, everyone behind a spoiler, or the requester alone
+    # (through the interaction only: never posted to the channel).
+    visibility: Literal["public", "spoiler", "private"] = "public"
 
 
 class InputSource(BaseModel):
