@@ -391,11 +391,17 @@ class IntakeSettings(BaseModel):
 
     default_workflow: str = Field(default="sd15-txt2img", description="when none is named")
     per_minute: int = Field(
-        default=6, ge=1, le=10_000, description="requests a user may queue in any 60 s"
+        default=6,
+        ge=1,
+        le=10_000,
+        description="requests a user may queue in any 60 s (the one tier's, without TIERS_FILE)",
     )
     max_active_jobs: int = Field(default=3, ge=1, le=1000, description="queued+running per user")
     daily_quota: int = Field(
-        default=0, ge=0, description="requests per user per 24 h; 0 = none (per-user: /admin)"
+        default=0,
+        ge=0,
+        description="requests per user per 24 h; 0 = none (the one tier's, without TIERS_FILE; "
+        "per user: /admin quota)",
     )
     filter_words: str = Field(default="", description="comma-separated words prompts may not use")
     filter_file: Path | None = Field(
