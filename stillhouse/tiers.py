@@ -39,14 +39,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from stillhouse.config import IntakeSettings
 from stillhouse.errors import StillhouseError
 
-# Rolling windows, by the word a refusal uses.
-WINDOWS: dict[str, int] = {
-    "minute": 60,
-    "hour": 3600,
-    "day": 86_400,
-    "week": 7 * 86_400,
-    "month": 30 * 86_400,
-}
+# How a refusal and /info say each rolling window (stillhouse.queue.admission.WINDOWS).
 SPANS = {
     "minute": "the last 60 seconds",
     "hour": "the last 60 minutes",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import discord
@@ -18,9 +18,10 @@ from bot.context import BotContext
 from bot.replies import claim_interaction, explain, reply, tiers_by_role
 from bot.views import MAX_HISTORY_BUTTONS, history_view
 from stillhouse.intake import Refusal
+from stillhouse.queue.admission import WINDOWS
 from stillhouse.schemas.manifest import Purpose
 from stillhouse.schemas.users import UserConfig
-from stillhouse.tiers import SPANS, WINDOWS
+from stillhouse.tiers import SPANS
 
 
 def my_commands(ctx: BotContext) -> list[app_commands.Command[Any, ..., None]]:
@@ -143,7 +144,7 @@ def _info(ctx: BotContext, user_id: int, role_tiers: list[str]) -> str:
         quotas["day"] = standing.quota
     lines = [f"**Your tier: {tier.title or name}**"]
     for window, span in SPANS.items():
-        used = insights.created_since(user_id, now - timedelta(seconds=WINDOWS[window]))
+        used = insights.created_since(user_id, now - WINDOWS[window])
         lines.append(f"- {span}: {_left(used, quotas.get(window))}")
     at_once = services.settings.intake.max_active_jobs
     lines += [

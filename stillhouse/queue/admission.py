@@ -126,15 +126,13 @@ def check_limits(conn: Connection, user_id: int, limits: Limits, now: datetime) 
     the per-minute rate first, then requests at once, then the longer windows."""
     params = {f"since_{name}": now - span for name, span in WINDOWS.items()}
     [counted] = _COUNT_RECENT.mappings(conn, {"user_id": user_id, **params})
-    for name in WINDOWS:
-        if name == "minute":
-            _over(limits, counted, name, now)
-            [unfinished] = _COUNT_UNFINISHED.mappings(conn, {"user_id": user_id})
-            active = int(unfinished["active"])
-            if active >= limits.max_active:
-                raise LimitReached("active", active, limits.max_active)
-        else:
-            _over(limits, counted, name, now)
+    _over(limits, counted, "minute", now)
+    [unfinished] = _COUNT_UNFINISHED.mappings(conn, {"user_id": user_id})
+    active = int(unfinished["active"])
+    if active >= limits.max_active:
+        raise LimitReached("active", active, limits.max_active)
+    for name in [n for n in WINDOWS if n != "minute"]:  # shortest first
+        _over(limits, counted, name, now)
 
 
 def _over(limits: Limits, counted: Mapping[str, Any], window: str, now: datetime) -> None:
