@@ -41,7 +41,7 @@ from stillhouse.inputs import (
     refused_source,
 )
 from stillhouse.moderation import EVERYWHERE, Moderation, Standing
-from stillhouse.preferences import GuildSettings, UserSettings
+from stillhouse.preferences import GuildSettings, UserSettings, server_and_user
 from stillhouse.queue import GenerationQueue
 from stillhouse.queue.admission import IdempotencyConflict, LimitReached, Limits, same_request
 from stillhouse.queue.records import Enqueued, JobRecord, QueuePosition
@@ -173,10 +173,24 @@ class Intake:
         """The server's own settings, or Refusal when /serve does not work in this
         channel (its managers chose others)."""
         own = self.guilds.get(guild_id) if self.guilds is not None else GuildConfig()
+        self._check_channel(own, channel_id)
+        return own
+
+    def server_and_mine(
+        self, guild_id: int | None, channel_id: int | None, user_id: int
+    ) -> tuple[GuildConfig, UserConfig]:
+        """`server` and `mine` in one round trip (what /serve reads)."""
+        if self.guilds is None or self.users is None:
+            return self.server(guild_id, channel_id), self.mine(user_id)
+        own, mine = server_and_user(self.guilds.engine, guild_id, user_id)
+        self._check_channel(own, channel_id)
+        return own, mine
+
+    @staticmethod
+    def _check_channel(own: GuildConfig, channel_id: int | None) -> None:
         if not own.serves_in(channel_id):
             where = ", ".join(f"<#{channel}>" for channel in own.channels)
             raise Refusal(f"Requests are not taken in this channel. Try {where}.", "forbidden")
-        return own
 
     def prepare(
         self,

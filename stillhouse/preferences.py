@@ -13,10 +13,11 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar, cast
 
 from pydantic import BaseModel
-from sqlalchemy import Column, Connection, Engine, Table, insert, select, update
+from sqlalchemy import Column, Connection, Engine, Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from stillhouse.db.models import GuildSettingsRow, UserSettingsRow
+from stillhouse.queue.prepared import Prepared
 from stillhouse.queue.timing import Clock, utcnow
 from stillhouse.schemas.guilds import GuildConfig
 from stillhouse.schemas.users import UserConfig
@@ -74,6 +75,33 @@ class Preferences(Generic[Config]):
                 )
         except IntegrityError:
             pass  # another edit's first change made it a moment ago
+
+
+def _both() -> Prepared:
+    """A server's and a user's settings in one round trip (every /serve reads both)."""
+    guilds = cast(Table, GuildSettingsRow.__table__)
+    users = cast(Table, UserSettingsRow.__table__)
+    guild = select(guilds.c.config).where(guilds.c.guild_id == bindparam("guild_id"))
+    user = select(users.c.config).where(users.c.user_id == bindparam("user_id"))
+    return Prepared(
+        select(guild.scalar_subquery().label("guild"), user.scalar_subquery().label("user"))
+    )
+
+
+_BOTH = _both()
+
+
+def server_and_user(
+    engine: Engine, guild_id: int | None, user_id: int
+) -> tuple[GuildConfig, UserConfig]:
+    """The server's settings and the user's defaults (defaults where none were set)."""
+    with engine.begin() as conn:  # where Prepared statements run
+        [row] = _BOTH.mappings(conn, {"guild_id": guild_id or 0, "user_id": user_id})
+    guild, user = row["guild"], row["user"]
+    return (
+        cast(GuildConfig, guild) if guild is not None else GuildConfig(),
+        cast(UserConfig, user) if user is not None else UserConfig(),
+    )
 
 
 class GuildSettings(Preferences[GuildConfig]):

@@ -82,9 +82,10 @@ def serve_command(ctx: BotContext) -> app_commands.Command[Any, ..., None]:
             )
 
             def admit() -> Accepted:  # in a thread: reads the server's settings first
-                own = ctx.intake.server(interaction.guild_id, interaction.channel_id)
+                own, mine = ctx.intake.server_and_mine(
+                    interaction.guild_id, interaction.channel_id, interaction.user.id
+                )
                 roles = tiers_by_role(own, interaction)
-                mine = ctx.intake.mine(interaction.user.id)
                 bound = ctx.intake.prepare(
                     request,
                     interaction.guild_id,
