@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from discord import app_commands
 
+from stillhouse.intake import Refusal
 from stillhouse.schemas.manifest import Purpose
 from stillhouse.workflows.loader import WorkflowCatalog
 
@@ -23,3 +24,15 @@ def workflow_choices(catalog: WorkflowCatalog, typed: str = "") -> list[app_comm
         if needle in w.name.lower() or needle in w.manifest.title.lower()
     ]
     return offered[:MAX_CHOICES]
+
+
+def default_workflow(catalog: WorkflowCatalog, name: str) -> str:
+    """A workflow /serve can run from a prompt alone (a server's or a user's default), or
+    Refusal saying why not."""
+    known = {w.name: w for w in catalog.for_purpose(Purpose.GENERATE)}
+    if name not in known:
+        raise Refusal(f"There is no workflow “{name}” for /serve. See /workflows.")
+    manifest = known[name].manifest
+    if any(manifest.parameters[p].required for p in manifest.image_parameters()):
+        raise Refusal(f"{manifest.title} needs an image, so it cannot be a default.")
+    return name

@@ -11,15 +11,13 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from bot.choices import workflow_choices
+from bot.choices import default_workflow, workflow_choices
 from bot.commands.jobs import listing
 from bot.commands.serve import ASPECTS, MODES
 from bot.context import BotContext
 from bot.replies import claim_interaction, explain, reply, tiers_by_role
 from bot.views import MAX_HISTORY_BUTTONS, history_view
-from stillhouse.intake import Refusal
 from stillhouse.queue.admission import WINDOWS
-from stillhouse.schemas.manifest import Purpose
 from stillhouse.schemas.users import UserConfig
 from stillhouse.tiers import SPANS
 
@@ -104,7 +102,7 @@ def _edited(
         return UserConfig()
     given = {k: v for k, v in changes.items() if v is not None}
     if "workflow" in given:
-        given["workflow"] = _for_serve(ctx, given["workflow"])
+        given["workflow"] = default_workflow(ctx.services.catalog, given["workflow"])
     return config.model_copy(update=given)
 
 
@@ -119,16 +117,6 @@ def describe(config: UserConfig) -> str:
     if not shown:
         return "You use this server's and the bot's defaults."
     return "Your defaults for /serve: " + ", ".join(shown) + " (what you name in /serve wins)."
-
-
-def _for_serve(ctx: BotContext, name: str) -> str:
-    known = {w.name: w for w in ctx.services.catalog.for_purpose(Purpose.GENERATE)}
-    if name not in known:
-        raise Refusal(f"There is no workflow “{name}” for /serve. See /workflows.")
-    manifest = known[name].manifest
-    if any(manifest.parameters[p].required for p in manifest.image_parameters()):
-        raise Refusal(f"{manifest.title} needs an image, so it cannot be a default.")
-    return name
 
 
 def _info(ctx: BotContext, user_id: int, role_tiers: list[str]) -> str:

@@ -11,7 +11,7 @@ import discord
 from discord import app_commands
 from pydantic import ValidationError
 
-from bot.choices import workflow_choices
+from bot.choices import default_workflow, workflow_choices
 from bot.commands.managed import ManagedGroup
 from bot.commands.serve import ASPECTS, MODES
 from bot.context import BotContext
@@ -25,7 +25,6 @@ from stillhouse.schemas.guilds import (
     GuildConfig,
     pattern_problem,
 )
-from stillhouse.schemas.manifest import Purpose
 
 FLAGGED = [
     app_commands.Choice(name="Send as a spoiler", value="spoiler"),
@@ -110,7 +109,7 @@ class ServerCommands(ManagedGroup):
                 return config.model_copy(update={"workflow": None, "mode": None, "aspect": None})
             changes: dict[str, str] = {}
             if workflow is not None:
-                changes["workflow"] = self._generating(workflow)
+                changes["workflow"] = default_workflow(self._services.catalog, workflow)
             if mode is not None:
                 changes["mode"] = mode.value
             if aspect is not None:
@@ -255,16 +254,6 @@ class ServerCommands(ManagedGroup):
             return self._services.guilds.change(guild, interaction.user.id, edit)
         except ValidationError as exc:  # over a limit: the first problem, in words
             raise Refusal(_first_problem(exc)) from None
-
-    def _generating(self, name: str) -> str:
-        """A workflow /serve can run from a prompt alone, or Refusal."""
-        known = {w.name: w for w in self._services.catalog.for_purpose(Purpose.GENERATE)}
-        if name not in known:
-            raise Refusal(f"There is no workflow “{name}” for /serve. See /workflows.")
-        manifest = known[name].manifest
-        if any(manifest.parameters[p].required for p in manifest.image_parameters()):
-            raise Refusal(f"{manifest.title} needs an image, so it cannot be the default.")
-        return name
 
     def _default_workflow(self) -> str:
         return self._services.settings.intake.default_workflow

@@ -116,7 +116,7 @@ def test_a_default_workflow_must_be_one_serve_can_use(fronts: Server) -> None:
     assert said == "There is no workflow “sd15-variations” for /serve. See /workflows."
     said = fronts.server(MANAGER, "defaults", workflow="sd15-img2img")
     assert said == (
-        "Stable Diffusion 1.5, from your image needs an image, so it cannot be the default."
+        "Stable Diffusion 1.5, from your image needs an image, so it cannot be a default."
     )
     assert "workflow sd15-txt2img (the bot's default)" in fronts.server(MANAGER, "show")
 
