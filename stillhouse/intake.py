@@ -52,7 +52,7 @@ from stillhouse.schemas.jobs import NewJob, Routing
 from stillhouse.schemas.manifest import ParamValue, Purpose
 from stillhouse.schemas.states import JobStatus
 from stillhouse.schemas.users import UserConfig
-from stillhouse.tiers import SPANS, Tiers, load_tiers
+from stillhouse.tiers import SPANS, Tier, Tiers, load_tiers
 from stillhouse.workflows.binder import BoundWorkflow, ParameterError, bind
 from stillhouse.workflows.loader import UnknownWorkflow, Workflow, WorkflowCatalog
 
@@ -258,9 +258,8 @@ class Intake:
             if existing is None:
                 raise
             return self._accepted(self._same_request(existing, digest), bound, requester)
-        limits = self._limits(standing, requester)
-        head_start = self.current_tiers().tiers[limits.tier].head_start_s
-        job = self._new_job(bound, requester).model_copy(update={"head_start_s": head_start})
+        tier, limits = self.limits_for(standing, requester.tier_roles)
+        job = self._new_job(bound, requester).model_copy(update={"head_start_s": tier.head_start_s})
         enqueued = self._enqueue(job, limits, digest)
         if enqueued.created and enqueued.job.status is JobStatus.QUEUED:
             self.hints.bump(JOBS)  # a master claims it now, not at its next look
@@ -315,15 +314,16 @@ class Intake:
         # Images another job made are also the requester's when they were reused for them.
         return self.queue.reused_by(requester.source, requester.user_id, origin.job_id)
 
-    def _limits(self, standing: Standing, requester: Requester) -> Limits:
-        """The user's tier's quotas; their own daily quota (0 included), when the
-        operators set one, replaces the tier's day."""
+    def limits_for(self, standing: Standing, tier_roles: list[str]) -> tuple[Tier, Limits]:
+        """The user's tier and its limits; their own daily quota (0 included), when the
+        operators set one, replaces the tier's day (admission, /info)."""
         tiers = self.current_tiers()
-        name = tiers.name_of(standing.tier, requester.tier_roles)
+        name = tiers.name_of(standing.tier, tier_roles)
         quotas = tiers.tiers[name].quotas()
         if standing.quota is not None:
             quotas["day"] = standing.quota
-        return Limits(max_active=self.settings.max_active_jobs, quotas=quotas, tier=name)
+        limits = Limits(max_active=self.settings.max_active_jobs, quotas=quotas, tier=name)
+        return tiers.tiers[name], limits
 
     @staticmethod
     def _same_request(existing: JobRecord, digest: str | None) -> Enqueued:

@@ -121,20 +121,15 @@ def describe(config: UserConfig) -> str:
 
 def _info(ctx: BotContext, user_id: int, role_tiers: list[str]) -> str:
     services = ctx.services
-    tiers = services.intake.current_tiers()
     insights = services.insights
     now = services.clock()
     standing = services.moderation.standing(user_id, None)
-    name = tiers.name_of(standing.tier, role_tiers)
-    tier = tiers.tiers[name]
-    quotas = tier.quotas()
-    if standing.quota is not None:
-        quotas["day"] = standing.quota
-    lines = [f"**Your tier: {tier.title or name}**"]
+    tier, limits = services.intake.limits_for(standing, role_tiers)
+    lines = [f"**Your tier: {tier.title or limits.tier}**"]
     for window, span in SPANS.items():
         used = insights.created_since(user_id, now - WINDOWS[window])
-        lines.append(f"- {span}: {_left(used, quotas.get(window))}")
-    at_once = services.settings.intake.max_active_jobs
+        lines.append(f"- {span}: {_left(used, limits.quotas.get(window))}")
+    at_once = limits.max_active
     lines += [
         f"- waiting or running at once: {_left(insights.unfinished_count(user_id), at_once)}",
         "**GPU time** (images made)",

@@ -11,7 +11,7 @@ import discord
 from discord import app_commands
 from pydantic import ValidationError
 
-from bot.choices import default_workflow, workflow_choices
+from bot.choices import MAX_CHOICES, default_workflow, workflow_choices
 from bot.commands.managed import ManagedGroup
 from bot.commands.serve import ASPECTS, MODES
 from bot.context import BotContext
@@ -189,7 +189,7 @@ class ServerCommands(ManagedGroup):
             app_commands.Choice(name=name, value=name)
             for name in self._services.intake.current_tiers().grantable()
             if current.lower() in name.lower()
-        ][:25]
+        ][:MAX_CHOICES]
 
     @app_commands.command(name="filter-add", description="Refuse prompts with this word")
     @app_commands.describe(
