@@ -8,11 +8,10 @@ from functools import partial
 
 from fastapi import FastAPI, HTTPException, Response, status
 
-from api import errors, generations, images, limits, metrics, openapi, pages, uploads
+from api import edits, errors, generations, images, limits, metrics, openapi, pages, uploads
 from api.auth import CallerDep, ServicesDep
 from api.models import ParameterOut, WorkflowOut
 from stillhouse.errors import BadSignature, InvalidKey, ObjectNotFound
-from stillhouse.schemas.manifest import Purpose
 from stillhouse.services import Services
 from stillhouse.storage.local import LocalStorage
 
@@ -46,6 +45,7 @@ def make_app(services: Services, *, banner: str | None = None) -> FastAPI:
     app.include_router(generations.router)
     app.include_router(uploads.router)
     app.include_router(images.router)
+    app.include_router(edits.router)  # Vary Region's mask editor (signed links)
     app.add_api_route("/v1/workflows", list_workflows, methods=["GET"], tags=["workflows"])
     app.add_api_route("/v1/health", health, methods=["GET"], tags=["health"])
     if isinstance(services.storage, LocalStorage):
@@ -72,7 +72,7 @@ def list_workflows(_who: CallerDep, services: ServicesDep) -> list[WorkflowOut]:
                 for name, spec in w.manifest.parameters.items()
             ],
         )
-        for w in sorted(services.catalog.for_purpose(Purpose.GENERATE), key=lambda w: w.name)
+        for w in services.catalog.served()
     ]
 
 

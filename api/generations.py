@@ -13,6 +13,7 @@ from api.events import event_stream
 from api.models import GenerationIn, GenerationOut, GenerationPage
 from api.views import generation_view
 from stillhouse.intake import Accepted, Attachment, GenerationRequest, Requester
+from stillhouse.models_catalog import Asker, LoraRequest
 from stillhouse.queue.records import JobRecord
 from stillhouse.schemas.manifest import ParamValue
 from stillhouse.services import Services
@@ -73,9 +74,11 @@ def queue_generation(
         preset=body.mode,
         aspect=body.aspect,
         image=image,
+        model=body.model,
+        loras=[LoraRequest(name=lora.name, weight=lora.weight) for lora in body.loras],
     )
     intake = services.intake
-    bound = intake.prepare(request)
+    bound = intake.prepare(request, asker=Asker(user_id=who.user_id))
     requester = Requester(
         source="api",
         user_id=who.user_id,

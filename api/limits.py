@@ -21,6 +21,7 @@ from api.errors import problem
 from stillhouse.config import ApiSettings
 
 UPLOADS = "/v1/uploads"
+EDITS = "/edit"  # Vary Region: a mask PNG, as large as an upload
 # A multipart upload carries its boundary and part headers besides the file.
 MULTIPART_FRAMING = 16 * 2**10
 
@@ -31,7 +32,10 @@ def add_body_checks(app: FastAPI, settings: ApiSettings) -> None:
     app.add_middleware(  # added last, so outermost: it counts what StrictJson reads
         BodyLimit,
         limit=settings.max_body_bytes,
-        by_path={UPLOADS: settings.max_upload_bytes + MULTIPART_FRAMING},
+        by_path={
+            UPLOADS: settings.max_upload_bytes + MULTIPART_FRAMING,
+            EDITS: settings.max_upload_bytes + MULTIPART_FRAMING,
+        },
     )
 
 

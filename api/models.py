@@ -43,6 +43,17 @@ ParamIn = Annotated[
 ParamName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 
+class LoraIn(BaseModel):
+    """A LoRA of the models catalog, chained in the order given."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+    name: str = Field(min_length=1, max_length=100, description="its name or title")
+    weight: float | None = Field(
+        default=None, ge=-2, le=2, description="its strength; default: the catalog's"
+    )
+
+
 class GenerationIn(BaseModel):
     """A request, with the same options as /serve. Types are strict: `count: true`,
     `seed: "5"` or `seed: 5.0` are refused, not converted; numbers must be finite."""
@@ -66,6 +77,16 @@ class GenerationIn(BaseModel):
     # Lax: FastAPI validates parsed JSON as Python, where a strict URL wants a Url object.
     image_url: HttpUrl | None = Field(
         default=None, strict=False, description="an https image (img2img)"
+    )
+    model: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="a checkpoint of the models catalog, by name or title; default: the "
+        "workflow's own",
+    )
+    loras: list[LoraIn] = Field(
+        default_factory=list, max_length=4, description="LoRAs of the models catalog"
     )
 
 

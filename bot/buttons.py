@@ -12,20 +12,26 @@ import discord
 from pydantic import SecretStr
 
 from bot import messages
+from bot.options import REMIX_FORM, enhanced_note, form_id, remix_modal, submitted
 from bot.progress import ProgressTracker
 from bot.replies import (
     age_restricted,
+    asker_of,
     claim_interaction,
     guarded,
     reply,
     tiers_by_role,
     within_ack_budget,
 )
-from bot.views import Action, queued_view
+from bot.views import FOLLOW_UPS, Action, queued_view
+from stillhouse.edit_links import edit_link
+from stillhouse.followups import FollowUp, NotOffered, plan
 from stillhouse.intake import Accepted, GenerationRequest, Intake, Refusal, Requester
+from stillhouse.prompt_help import PromptHelper
 from stillhouse.queue.records import CancelOutcome, JobRecord
-from stillhouse.schemas.manifest import ParamValue, Purpose
+from stillhouse.schemas.manifest import ParamValue
 from stillhouse.schemas.states import JobStatus
+from stillhouse.schemas.worker_io import ImageRef
 from stillhouse.services import Services
 
 log = logging.getLogger(__name__)
@@ -44,6 +50,7 @@ class Buttons:
         self._s = services
         self._intake = intake
         self._tracker = tracker
+        self._prompts = PromptHelper(services.settings.prompt_help)
 
     async def press(
         self, interaction: discord.Interaction, action: Action, job: str, index: int | None
@@ -55,15 +62,19 @@ class Buttons:
             Action.CANCEL: self._cancel,
             Action.DELETE: self._delete,
             Action.REROLL: self._reroll,
-            Action.UPSCALE: self._upscale,
-            Action.VARIATIONS: self._variations,
             Action.OPEN: self._open,
-        }[action]
+            Action.VARY_REGION: self._vary_region,
+            Action.REMIX: self._remix,
+            Action.ENHANCE: self._enhance,
+        }.get(action)
 
         async def handle() -> None:
             record = await asyncio.to_thread(self._s.queue.get, job)
             if record is None:
                 raise Refusal("That request no longer exists.")
+            if with_job is None:  # a follow-up of the result (Vary Region is a link)
+                await self._follow_up(interaction, record, index, FOLLOW_UPS[action])
+                return
             await with_job(interaction, record, index)
 
         await guarded(interaction, handle)
@@ -128,55 +139,152 @@ class Buttons:
             GenerationRequest(workflow=job.workflow_name, values=values, purpose=purpose),
         )
 
-    async def _upscale(
+    async def _follow_up(
+        self,
+        interaction: discord.Interaction,
+        job: JobRecord,
+        index: int | None,
+        follow_up: FollowUp = FollowUp.UPSCALE,
+    ) -> None:
+        """Upscale, Variations, Vary, Upscale (Creative), Zoom Out: the workflow for it in
+        the result's family, keeping its prompt, checkpoint and LoRAs."""
+        image = self._image(job, index)
+        settings = self._s.settings
+
+        def planned() -> GenerationRequest:
+            try:
+                chosen = plan(
+                    follow_up,
+                    job,
+                    image.key,
+                    (image.width, image.height),
+                    self._s.catalog,
+                    self._s.queue.get,
+                    prefix=settings.storage.s3_prefix,
+                    preferred=settings.bot.preferred_workflows(),
+                )
+            except NotOffered as exc:
+                raise Refusal(str(exc)) from None
+            manifest = chosen.workflow.manifest
+            return GenerationRequest(
+                workflow=chosen.workflow.name, values=chosen.values, purpose=manifest.purpose
+            )
+
+        await self._queue(interaction, await asyncio.to_thread(planned))
+
+    async def _vary_region(
         self, interaction: discord.Interaction, job: JobRecord, index: int | None
     ) -> None:
-        key = self._image_key(job, index)
-        workflow = self._s.settings.bot.upscale_workflow
-        await self._queue(
-            interaction,
-            GenerationRequest(workflow=workflow, values={"image": key}, purpose=Purpose.UPSCALE),
+        """A link to the web editor, for the presser only: they paint the region there and
+        the result arrives here like any other."""
+        image = self._image(job, index)
+        number = job.result.images.index(image) if job.result else 0
+        requester = requester_of(interaction, self._s)
+        link = edit_link(
+            self._s.settings,
+            job.public_id,
+            number,
+            interaction.user.id,
+            interaction.guild_id,
+            interaction.channel_id,
+            requester.shard_id,
+            age_restricted=bool(age_restricted(interaction)),
         )
+        if link is None:
+            raise Refusal("Vary Region is not switched on here.")
+        minutes = max(1, self._s.settings.api.edit_link_lifetime_s // 60)
+        view = discord.ui.View(timeout=None)
+        view.add_item(discord.ui.Button(label="Open the editor", url=link))
+        text = (
+            f"Paint the region of image {number + 1} of `{job.public_id}` to change, say what "
+            f"goes there, and send: the result comes here. The link is yours for {minutes} min."
+        )
+        await reply(interaction, text, ephemeral=True, view=view)
 
-    async def _variations(
-        self, interaction: discord.Interaction, job: JobRecord, index: int | None
+    async def _remix(
+        self, interaction: discord.Interaction, job: JobRecord, _index: int | None
     ) -> None:
-        key = self._image_key(job, index)
-        values: dict[str, ParamValue] = {"image": key}
-        for name in ("prompt", "negative_prompt"):
-            text = job.params.root.get(name)
-            if isinstance(text, str):
-                values[name] = text
-        workflow = self._s.settings.bot.variations_workflow
-        request = GenerationRequest(workflow=workflow, values=values, purpose=Purpose.VARIATIONS)
-        await self._queue(interaction, request)
+        """A form with the prompt and the workflow's options, filled in from the job:
+        what is sent runs as a new request (bot.options)."""
+        workflow = self._s.catalog.workflows.get(job.workflow_name)
+        if workflow is None:
+            raise Refusal("That workflow is no longer offered here.")
+        await interaction.response.send_modal(remix_modal(job, workflow))
 
-    async def _queue(self, interaction: discord.Interaction, request: GenerationRequest) -> None:
+    async def remix_submitted(self, interaction: discord.Interaction) -> None:
+        """The Remix form, sent: the job's values, the form's over them, a new seed."""
+        custom_id = form_id(interaction)
+        match = REMIX_FORM.fullmatch(custom_id)
+        if match is None or not claim_interaction(self._s.locks, interaction):
+            return
+
+        async def handle() -> None:
+            job = await asyncio.to_thread(self._s.queue.get, match["job"])
+            if job is None:
+                raise Refusal("That request no longer exists.")
+            fields = submitted(interaction)
+            values = {k: v for k, v in job.params.root.items() if k != "seed"}
+            values.update(fields.values, prompt=fields.prompt)
+            purpose = self._s.catalog.get(job.workflow_name).manifest.purpose
+            request = GenerationRequest(workflow=job.workflow_name, values=values, purpose=purpose)
+            await self._queue(interaction, request)
+
+        await guarded(interaction, handle)
+
+    async def _enhance(
+        self, interaction: discord.Interaction, job: JobRecord, _index: int | None
+    ) -> None:
+        """The prompt rewritten by prompt help, run again: both prompts are shown."""
+        prompt = job.params.root.get("prompt")
+        if not isinstance(prompt, str):
+            raise Refusal("That request has no prompt to enhance.")
+        await interaction.response.defer(thinking=True)
+        enhancement = await self._prompts.enhance(prompt)
+        values = {k: v for k, v in job.params.root.items() if k != "seed"}
+        values["prompt"] = enhancement.prompt
+        purpose = self._s.catalog.get(job.workflow_name).manifest.purpose
+        request = GenerationRequest(workflow=job.workflow_name, values=values, purpose=purpose)
+        await self._queue(interaction, request, note=enhanced_note(enhancement))
+
+    async def _queue(
+        self, interaction: discord.Interaction, request: GenerationRequest, note: str = ""
+    ) -> None:
         requester = requester_of(interaction, self._s)
 
         def admit() -> Accepted:  # in a thread: reads the server's settings first
             own = self._intake.server(interaction.guild_id, interaction.channel_id)
             roles = tiers_by_role(own, interaction)
             bound = self._intake.prepare(
-                request, interaction.guild_id, own, age_restricted=age_restricted(interaction)
+                request,
+                interaction.guild_id,
+                own,
+                age_restricted=age_restricted(interaction),
+                asker=asker_of(interaction),
             )
             return self._intake.submit(bound, requester.model_copy(update={"tier_roles": roles}))
 
         accepted = await within_ack_budget(interaction, admit)
         job = accepted.enqueued.job
-        text = messages.queued(job.public_id, accepted.position, reused_from=job.reused_from)
+        prompt = accepted.bound.params.root.get("prompt")
+        text = messages.queued(
+            job.public_id,
+            accepted.position,
+            reused_from=job.reused_from,
+            prompt=prompt if isinstance(prompt, str) else None,
+        )
+        text = f"{note}\n{text}" if note else text
         await reply(interaction, text, ephemeral=False, view=queued_view(job.public_id))
         if job.reused_from is None:
             self._tracker.track(job.public_id, interaction, shown=text)
 
-    def _image_key(self, job: JobRecord, index: int | None) -> str:
+    def _image(self, job: JobRecord, index: int | None) -> ImageRef:
         if job.status is not JobStatus.SUCCEEDED or job.result is None:
             raise Refusal("That request has no images (yet).")
         images = job.result.images
         chosen = index or 0
         if not 0 <= chosen < len(images):
             raise Refusal("That image is not part of the result.")
-        return images[chosen].key
+        return images[chosen]
 
     def _only_requester(self, interaction: discord.Interaction, job: JobRecord, verb: str) -> None:
         user = interaction.user

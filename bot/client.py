@@ -13,10 +13,12 @@ from discord import app_commands
 
 from bot.buttons import Buttons
 from bot.commands import all_commands
+from bot.commands.serve import serve_form_submitted
 from bot.context import BotContext
 from bot.delivery import DeliveryLoop
 from bot.limiter import GlobalLimiter
 from bot.metrics import BotMetrics, serve_metrics
+from bot.options import form_id
 from bot.progress import ProgressTracker
 from bot.replies import explain
 from bot.views import JobButton
@@ -61,7 +63,8 @@ class StillhouseBot(discord.AutoShardedClient):
         self.buttons = Buttons(services, self.intake, self.tracker)
         limiter = GlobalLimiter(services.locks, services.settings.bot.global_rate_per_s)
         self.delivery = DeliveryLoop(self, services, limiter, self.owner, self.metrics)
-        for command in all_commands(BotContext(services, self.intake, self.tracker)):
+        self.context = BotContext(services, self.intake, self.tracker)
+        for command in all_commands(self.context):
             self.tree.add_command(command)
         self.tree.on_error = self._on_command_error  # type: ignore[method-assign]
         self._sync_commands = sync_commands
@@ -98,6 +101,17 @@ class StillhouseBot(discord.AutoShardedClient):
             "bot connected",
             extra={"action": "bot.ready", "shards": self.shard_ids, "guilds": len(self.guilds)},
         )
+
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """Forms (modals) sent back: /serve's More options and Remix. Their ids carry
+        their state, so any process of the shard takes them (bot.options)."""
+        if interaction.type is not discord.InteractionType.modal_submit:
+            return
+        custom_id = form_id(interaction)
+        if custom_id.startswith("sh:M:"):
+            await serve_form_submitted(self.context, interaction)
+        elif custom_id.startswith("sh:R:"):
+            await self.buttons.remix_submitted(interaction)
 
     async def _sync(self) -> None:
         guilds = self.services.settings.bot.guild_list()

@@ -11,6 +11,7 @@ BAR_CELLS = 12
 # A job sent this long without a worker taking it: a GPU is probably starting (cold).
 STARTING_AFTER_S = 10.0
 PROMPT_SHOWN = 180
+ECHO_CHARS = 100  # the prompt as echoed by the queued message
 
 # What an error type means for the person who asked (the worker's own text follows).
 _FAILURE_REASONS = {
@@ -35,12 +36,15 @@ def queued(
     *,
     again: bool = False,
     reused_from: str | None = None,
+    prompt: str | None = None,
 ) -> str:
-    """The answer to an accepted /serve (or a button that queued a job)."""
+    """The answer to an accepted /serve (or a button that queued a job), echoing the
+    prompt so the channel sees what was asked."""
+    echo = f" {quoted(prompt)}" if prompt else ""
     if reused_from is not None:
         return (
-            f"Made before: `{public_id}` asks for exactly what `{reused_from}` made (same "
-            "workflow, settings and seed), so its images come from storage, without a GPU."
+            f"Made before: `{public_id}`{echo} asks for exactly what `{reused_from}` made "
+            "(same workflow, settings and seed), so its images come from storage, without a GPU."
         )
     verb = "Already queued" if again else "Queued"
     where = ""
@@ -48,7 +52,15 @@ def queued(
         where = " - next up" if position.ahead == 0 else f" - {position.ahead} ahead of you"
     if position.estimated_wait_s is not None:
         where += f", about {duration(position.estimated_wait_s)}"
-    return f"{verb} `{public_id}`{where}. You will get your images here."
+    return f"{verb} `{public_id}`{echo}{where}. You will get your images here."
+
+
+def quoted(prompt: str, limit: int = ECHO_CHARS) -> str:
+    """A prompt shown in a message: on one line, cut at `limit` characters, in quotes."""
+    line = " ".join(prompt.split())
+    if len(line) > limit:
+        line = line[: limit - 1].rstrip() + "…"
+    return f"“{line}”"
 
 
 def progress(
@@ -61,6 +73,7 @@ def progress(
     wait_s: float | None = None,
     sent_s: float | None = None,
     typical_s: float | None = None,
+    prompt: str | None = None,
 ) -> str:
     """The queued message, edited while the job waits and runs and when it ends: its place
     while queued (`ahead`, `wait_s`), how long it has waited for a worker once sent
@@ -69,7 +82,8 @@ def progress(
         if ahead is None:
             return f"Queued `{public_id}` - waiting for a GPU."
         # Word for word the first answer's, so an unchanged place edits nothing.
-        return queued(public_id, QueuePosition(status=status, ahead=ahead, estimated_wait_s=wait_s))
+        place = QueuePosition(status=status, ahead=ahead, estimated_wait_s=wait_s)
+        return queued(public_id, place, prompt=prompt)
     if status is JobStatus.DISPATCHED or (status is JobStatus.RUNNING and value is None):
         # Sent, and no worker has reported a step yet: a GPU is taking it, starting up
         # (a cold start takes tens of seconds) or busy with others.

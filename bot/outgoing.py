@@ -10,7 +10,8 @@ import discord
 
 from bot import messages
 from bot.screening import SPOILER, screen
-from bot.views import result_view
+from bot.views import FOLLOW_UPS, Action, result_view
+from stillhouse.followups import PURPOSE, NotOffered, family_of, workflow_for
 from stillhouse.queue.records import DeliveryRecord
 from stillhouse.schemas.jobs import FailurePayload, NoticePayload, ResultPayload
 from stillhouse.schemas.manifest import Purpose
@@ -64,16 +65,8 @@ async def _result(
     attached, screened = await screen(row, attached, services, client)
     workflow = services.catalog.workflows.get(payload.workflow_name)
     title = workflow.manifest.title if workflow else payload.workflow_name
-    purpose = workflow.manifest.purpose if workflow else Purpose.UPSCALE
-    names = services.catalog.workflows
-    bot = services.settings.bot
-    view = result_view(
-        row.job_public_id,
-        len(payload.images),
-        upscale=purpose is not Purpose.UPSCALE and bot.upscale_workflow in names,
-        variations=purpose is not Purpose.UPSCALE and bot.variations_workflow in names,
-        reroll=purpose is not Purpose.UPSCALE,
-    )
+    offered = await asyncio.to_thread(offered_actions, row.job_public_id, payload, services)
+    view = result_view(row.job_public_id, len(payload.images), offered)
     text = messages.result(
         row.job_public_id,
         title,
@@ -83,6 +76,39 @@ async def _result(
         reused_from=payload.reused_from,
     )
     return Outgoing("\n".join([text, *screened]), attached, view)
+
+
+def offered_actions(public_id: str, payload: ResultPayload, services: Services) -> set[Action]:
+    """The buttons a result gets: follow-ups some workflow does for its family (Vary
+    Region only with the web editor's links set up), Reroll and Remix where its
+    workflow takes a prompt, Enhance where prompt help is on too."""
+    catalog = services.catalog
+    workflow = catalog.workflows.get(payload.workflow_name)
+    job = services.queue.get(public_id)
+    if workflow is None or job is None:
+        return set()
+    prefix, preferred = (
+        services.settings.storage.s3_prefix,
+        services.settings.bot.preferred_workflows(),
+    )
+    family = family_of(job, catalog, services.queue.get, prefix)
+    offered: set[Action] = set()
+    for action, follow_up in FOLLOW_UPS.items():
+        try:
+            workflow_for(catalog, PURPOSE[follow_up], family, preferred)
+        except NotOffered:
+            continue
+        offered.add(action)
+    if services.settings.api.edit_link_secret is None:  # the web editor's links are off
+        offered.discard(Action.VARY_REGION)
+    prompted = "prompt" in workflow.manifest.parameters
+    if workflow.manifest.purpose is Purpose.UPSCALE:
+        offered -= {Action.UPSCALE, Action.CREATIVE_UPSCALE}  # not larger again
+    if prompted:
+        offered |= {Action.REROLL, Action.REMIX}
+        if services.settings.prompt_help.url:
+            offered.add(Action.ENHANCE)
+    return offered
 
 
 def _upload_limit(client: discord.Client, guild_id: int | None) -> int:

@@ -36,6 +36,7 @@ class _Tracked:
     interaction: discord.Interaction
     until: float
     shown: str = ""
+    prompt: str | None = None  # echoed while it waits, as the first answer did
 
 
 class ProgressTracker:
@@ -47,10 +48,17 @@ class ProgressTracker:
         self._interval = services.settings.bot.progress_interval_s
         self._metrics = metrics or BotMetrics()
 
-    def track(self, public_id: str, interaction: discord.Interaction, shown: str = "") -> None:
+    def track(
+        self,
+        public_id: str,
+        interaction: discord.Interaction,
+        shown: str = "",
+        prompt: str | None = None,
+    ) -> None:
         """Edit this interaction's response (now showing `shown`) as the job moves, until
         its token expires."""
-        self._tracked[public_id] = _Tracked(interaction, time.monotonic() + TOKEN_LIFETIME_S, shown)
+        until = time.monotonic() + TOKEN_LIFETIME_S
+        self._tracked[public_id] = _Tracked(interaction, until, shown, prompt)
 
     @property
     def tracked(self) -> int:
@@ -97,6 +105,7 @@ class ProgressTracker:
                 wait_s=row.estimated_wait_s,
                 sent_s=_since(row.dispatched_at, clock_now),
                 typical_s=row.typical_s,
+                prompt=self._tracked[row.public_id].prompt,
             )
             if text != self._tracked[row.public_id].shown:
                 changed[row.public_id] = text

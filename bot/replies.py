@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from stillhouse.errors import StillhouseError
 from stillhouse.intake import Refusal
 from stillhouse.locks import LockService
+from stillhouse.models_catalog import Asker
 from stillhouse.schemas.guilds import GuildConfig
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,10 @@ def claim_interaction(locks: LockService, interaction: discord.Interaction) -> b
     return False
 
 
+# Answers echo what users typed (a prompt may hold "@everyone"): they never ping.
+NO_MENTIONS = discord.AllowedMentions.none()
+
+
 async def reply(
     interaction: discord.Interaction,
     content: str,
@@ -51,9 +56,13 @@ async def reply(
     shown = discord.utils.MISSING if view is None else view
     try:
         if interaction.response.is_done():
-            await interaction.followup.send(content, ephemeral=ephemeral, view=shown)
+            await interaction.followup.send(
+                content, ephemeral=ephemeral, view=shown, allowed_mentions=NO_MENTIONS
+            )
         else:
-            await interaction.response.send_message(content, ephemeral=ephemeral, view=shown)
+            await interaction.response.send_message(
+                content, ephemeral=ephemeral, view=shown, allowed_mentions=NO_MENTIONS
+            )
     except discord.HTTPException as exc:
         if exc.code in (ALREADY_ACKNOWLEDGED, UNKNOWN_INTERACTION):
             # Another replica answered first, or we were too late: nothing to add.
@@ -74,6 +83,16 @@ def tiers_by_role(own: GuildConfig, interaction: discord.Interaction) -> list[st
     """The tiers the user's roles give in this server (its managers' /server tier-role)."""
     roles = getattr(interaction.user, "roles", [])
     return [own.role_tiers[str(r.id)] for r in roles if str(r.id) in own.role_tiers]
+
+
+def asker_of(interaction: discord.Interaction) -> Asker:
+    """Who asks, where, and with which roles there (for the catalog's private models)."""
+    roles = getattr(interaction.user, "roles", [])
+    return Asker(
+        user_id=interaction.user.id,
+        guild_id=interaction.guild_id,
+        role_ids=frozenset(role.id for role in roles),
+    )
 
 
 def age_restricted(interaction: discord.Interaction) -> bool:

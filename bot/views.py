@@ -13,8 +13,10 @@ from typing import Any, Protocol, cast
 
 import discord
 
+from stillhouse.followups import FollowUp
+
 CUSTOM_ID = re.compile(
-    r"sh:(?P<action>[xrduvo]):(?P<job>[A-Za-z0-9_-]{1,32})(?::(?P<index>[0-9]))?"
+    r"sh:(?P<action>[xrduvostgcwzmehjkl]):(?P<job>[A-Za-z0-9_-]{1,32})(?::(?P<index>[0-9]))?"
 )
 MAX_IMAGE_BUTTONS = 4
 MAX_HISTORY_BUTTONS = 10
@@ -29,6 +31,18 @@ class Action(StrEnum):
     UPSCALE = "u"
     VARIATIONS = "v"
     OPEN = "o"
+    VARY_SUBTLE = "s"
+    VARY_STRONG = "t"
+    VARY_REGION = "g"
+    CREATIVE_UPSCALE = "c"
+    ZOOM_OUT_15 = "z"
+    ZOOM_OUT_2 = "w"
+    REMIX = "m"
+    ENHANCE = "e"
+    PAN_LEFT = "h"  # h j k l: as vi moves
+    PAN_DOWN = "j"
+    PAN_UP = "k"
+    PAN_RIGHT = "l"
 
 
 _LOOK: dict[Action, tuple[str, discord.ButtonStyle]] = {
@@ -38,7 +52,42 @@ _LOOK: dict[Action, tuple[str, discord.ButtonStyle]] = {
     Action.UPSCALE: ("Upscale", discord.ButtonStyle.secondary),
     Action.VARIATIONS: ("Variations", discord.ButtonStyle.secondary),
     Action.OPEN: ("Open", discord.ButtonStyle.secondary),
+    Action.VARY_SUBTLE: ("Vary (Subtle)", discord.ButtonStyle.secondary),
+    Action.VARY_STRONG: ("Vary (Strong)", discord.ButtonStyle.secondary),
+    Action.VARY_REGION: ("Vary (Region)", discord.ButtonStyle.secondary),
+    Action.CREATIVE_UPSCALE: ("Upscale (Creative)", discord.ButtonStyle.secondary),
+    Action.ZOOM_OUT_15: ("Zoom Out 1.5x", discord.ButtonStyle.secondary),
+    Action.ZOOM_OUT_2: ("Zoom Out 2x", discord.ButtonStyle.secondary),
+    Action.REMIX: ("Remix", discord.ButtonStyle.primary),
+    Action.ENHANCE: ("✨ Enhance", discord.ButtonStyle.secondary),
+    Action.PAN_LEFT: ("⬅️", discord.ButtonStyle.secondary),
+    Action.PAN_RIGHT: ("➡️", discord.ButtonStyle.secondary),
+    Action.PAN_UP: ("⬆️", discord.ButtonStyle.secondary),
+    Action.PAN_DOWN: ("⬇️", discord.ButtonStyle.secondary),
 }
+# Under a single image: what can be done with it, Midjourney's rows.
+SINGLE_IMAGE_ROWS = (
+    (Action.VARY_SUBTLE, Action.VARY_STRONG, Action.VARY_REGION),
+    (Action.UPSCALE, Action.CREATIVE_UPSCALE, Action.ZOOM_OUT_15, Action.ZOOM_OUT_2),
+    (Action.PAN_LEFT, Action.PAN_RIGHT, Action.PAN_UP, Action.PAN_DOWN),
+)
+# The buttons that ask for a follow-up of a result (stillhouse.followups).
+FOLLOW_UPS = {
+    Action.UPSCALE: FollowUp.UPSCALE,
+    Action.VARIATIONS: FollowUp.VARIATIONS,
+    Action.VARY_SUBTLE: FollowUp.VARY_SUBTLE,
+    Action.VARY_STRONG: FollowUp.VARY_STRONG,
+    Action.VARY_REGION: FollowUp.VARY_REGION,
+    Action.CREATIVE_UPSCALE: FollowUp.CREATIVE_UPSCALE,
+    Action.ZOOM_OUT_15: FollowUp.ZOOM_OUT_15,
+    Action.ZOOM_OUT_2: FollowUp.ZOOM_OUT_2,
+    Action.PAN_LEFT: FollowUp.PAN_LEFT,
+    Action.PAN_RIGHT: FollowUp.PAN_RIGHT,
+    Action.PAN_UP: FollowUp.PAN_UP,
+    Action.PAN_DOWN: FollowUp.PAN_DOWN,
+}
+GRID_ROWS = (Action.UPSCALE, Action.VARIATIONS)  # U1..U4, V1..V4
+LAST_ROW = (Action.REROLL, Action.REMIX, Action.ENHANCE, Action.DELETE)
 
 
 class ButtonPresses(Protocol):
@@ -72,7 +121,9 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=CUSTOM_
         row: int | None = None,
     ) -> None:
         label, style = _LOOK[action]
-        if index is not None and count > 1:
+        if action is Action.UPSCALE and count == 1 and index is not None:
+            label = "Upscale (2x)"
+        if action in (Action.UPSCALE, Action.VARIATIONS) and index is not None and count > 1:
             label = f"{label[0]}{index + 1}"  # U1..U4, V1..V4 under a grid of images
         button: discord.ui.Button[Any] = discord.ui.Button(
             label=label, style=style, custom_id=custom_id(action, job, index), row=row
@@ -104,21 +155,28 @@ def queued_view(job: str) -> discord.ui.View:
     return view
 
 
-def result_view(
-    job: str, images: int, *, upscale: bool, variations: bool, reroll: bool = True
-) -> discord.ui.View:
-    """Under a result: a row of Upscale and one of Variations buttons per image (when
-    those workflows exist), then Reroll and Delete."""
+def result_view(job: str, images: int, offered: set[Action]) -> discord.ui.View:
+    """Under a result, the buttons whose actions are `offered` for it: under a grid, a row
+    of Upscale and one of Variations buttons per image; under a single image, Vary
+    (Subtle, Strong, Region), then Upscale (2x, Creative) and Zoom Out; last Reroll,
+    Remix, Enhance and Delete (always)."""
     view = discord.ui.View(timeout=None)
-    shown = min(images, MAX_IMAGE_BUTTONS)
-    rows = ((Action.UPSCALE, upscale, 0), (Action.VARIATIONS, variations, 1))
-    for action, wanted, row in rows:
-        if wanted:
+    if images > 1:
+        shown = min(images, MAX_IMAGE_BUTTONS)
+        for row, action in enumerate(a for a in GRID_ROWS if a in offered):
             for index in range(shown):
                 view.add_item(JobButton(action, job, index, count=shown, row=row))
-    if reroll:
-        view.add_item(JobButton(Action.REROLL, job, row=2))
-    view.add_item(JobButton(Action.DELETE, job, row=2))
+        first_free = sum(1 for a in GRID_ROWS if a in offered)
+    else:
+        rows = [[a for a in row if a in offered] for row in SINGLE_IMAGE_ROWS]
+        rows = [row for row in rows if row]
+        for number, actions in enumerate(rows):
+            for action in actions:
+                view.add_item(JobButton(action, job, 0, row=number))
+        first_free = len(rows)
+    for action in LAST_ROW:
+        if action in offered or action is Action.DELETE:
+            view.add_item(JobButton(action, job, row=first_free))
     return view
 
 

@@ -38,11 +38,13 @@ def make_backend(
         return RunPodBackend(settings.runpod, settings.master.job_timeout_s, owner)
     if settings.master.backend == "preview":
         from master.backends.preview import PreviewBackend
+        from stillhouse.models_catalog import ModelCatalog
         from stillhouse.workflows.loader import WorkflowCatalog
         from stillhouse.workflows.node_schemas import NodeSchemas
 
         catalog = WorkflowCatalog.load(settings.workflows.dir)
         files = {f for w in catalog.workflows.values() for f in w.manifest.model_files()}
+        files |= ModelCatalog.load(settings.workflows, catalog).files()  # LoRAs, checkpoints
         return PreviewBackend(storage, NodeSchemas.load(settings.workflows.node_schemas), files)
     from master.backends.local import LocalBackend
 

@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stillhouse.envcheck import unknown_variables
 from stillhouse.errors import SettingsError
+from stillhouse.schemas.manifest import Purpose
 
 ENV_PREFIX = "STILLHOUSE_"
 NESTED_DELIMITER = "__"
@@ -202,8 +203,13 @@ class WorkflowSettings(BaseModel):
         default=None,
         description="node schema snapshot (ours or a raw /object_info); empty = the shipped one",
     )
+    models_file: Path | None = Field(
+        default=None,
+        description="TOML catalog of checkpoints and LoRAs users may choose, and who may use "
+        "each (docs/workflows.md); empty = the checkpoints the workflows load, no LoRAs",
+    )
 
-    @field_validator("dir", "node_schemas", mode="before")
+    @field_validator("dir", "node_schemas", "models_file", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         # `STILLHOUSE_WORKFLOWS__DIR=` means "none", not the current folder.
@@ -459,6 +465,60 @@ class SafetySettings(BaseModel):
         return _split_csv(self.nsfw_words)
 
 
+DEFAULT_PROMPT_HELP_SYSTEM = (
+    "You rewrite prompts for Stable Diffusion image models. Keep the subject and every "
+    "detail the user gave; add concrete detail on style, medium, lighting, colour and "
+    "composition. Answer with the rewritten prompt only, on one line, under 60 words: no "
+    "quotes, no labels, no explanations."
+)
+
+
+class PromptHelpSettings(BaseModel):
+    """Prompt help (/describe, enhanced prompts) from an OpenAI-compatible chat API, such as
+    vLLM's; off when no URL is set."""
+
+    url: str = Field(
+        default="",
+        description="base URL of an OpenAI-compatible API (`http://vllm:8000/v1`); "
+        "POST {url}/chat/completions; empty = prompt help off",
+    )
+    model: str = Field(
+        default="meta-llama/Llama-3.1-8B-Instruct",
+        min_length=1,
+        description="model name sent with each request (vLLM: its --served-model-name)",
+    )
+    api_key: SecretStr | None = Field(
+        default=None, description="sent as `Authorization: Bearer`; empty = none"
+    )
+    timeout_s: float = Field(
+        default=6.0,
+        gt=0,
+        le=60,
+        description="whole-call limit (at most 60 s): past it the prompt is used as written; "
+        "the user waits this long on a deferred answer",
+    )
+    max_prompt_chars: int = Field(
+        default=1000, ge=50, le=6000, description="longest prompt taken from the model"
+    )
+    vision: bool = Field(
+        default=False,
+        description="the model reads images (a vision model): /describe works",
+    )
+    system_prompt: str = Field(
+        default=DEFAULT_PROMPT_HELP_SYSTEM,
+        min_length=1,
+        description="instructions for rewriting a prompt",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http_base(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http(s) base URL such as http://vllm:8000/v1")
+        return value
+
+
 class BotSettings(BaseModel):
     """The Discord front: token, commands, delivery."""
 
@@ -473,9 +533,13 @@ class BotSettings(BaseModel):
             "`everywhere`, quotas"
         ),
     )
-    upscale_workflow: str = Field(default="upscale-2x", description="the Upscale button's")
+    upscale_workflow: str = Field(
+        default="upscale-2x", description="the Upscale (2x) button's, for every family"
+    )
     variations_workflow: str = Field(
-        default="sd15-variations", description="the Variations button's"
+        default="sd15-variations",
+        description="the Variations button's for results of its family (others: their "
+        "family's own)",
     )
     delivery_batch: int = Field(default=10, ge=1, le=100, description="send rows claimed at once")
     delivery_interval_s: float = Field(
@@ -517,6 +581,13 @@ class BotSettings(BaseModel):
         """Users who may use /admin in every guild."""
         return {int(i) for i in _split_csv(self.admin_ids)}
 
+    def preferred_workflows(self) -> dict[Purpose, str]:
+        """The buttons' workflows the operators chose (stillhouse.followups)."""
+        return {
+            Purpose.UPSCALE: self.upscale_workflow,
+            Purpose.VARIATIONS: self.variations_workflow,
+        }
+
 
 class ApiSettings(BaseModel):
     """The HTTP API and its playground."""
@@ -545,6 +616,39 @@ class ApiSettings(BaseModel):
         description="longest POST /v1/images waits for its image (less behind a proxy "
         "with a shorter read timeout)",
     )
+    public_url: str = Field(
+        default="",
+        description="the web app's address as people reach it, for links the bot hands "
+        "out (Vary Region); empty = http://HOST:PORT",
+    )
+    edit_link_secret: SecretStr | None = Field(
+        default=None,
+        description="HMAC key of Vary Region's links to the mask editor (at least 32 "
+        "characters, the same for the bot and the API); empty = Vary Region is off",
+    )
+    edit_link_lifetime_s: int = Field(
+        default=900, ge=60, le=7 * 86_400, description="how long a Vary Region link works"
+    )
+
+    @field_validator("edit_link_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None  # `STILLHOUSE_API__EDIT_LINK_SECRET=` means off
+        if len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters (or empty: Vary Region off)")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
+            raise ValueError("expected an http:// or https:// address, e.g. https://sh.example")
+        return value.rstrip("/")
+
+    def base_url(self) -> str:
+        """Where people reach the web app: PUBLIC_URL, else the listen address."""
+        return self.public_url or f"http://{self.host}:{self.port}"
 
     @field_validator("keys")
     @classmethod
@@ -601,6 +705,7 @@ class Settings(BaseSettings):
     runpod: RunPodSettings = Field(default_factory=RunPodSettings)
     intake: IntakeSettings = Field(default_factory=IntakeSettings)
     safety: SafetySettings = Field(default_factory=SafetySettings)
+    prompt_help: PromptHelpSettings = Field(default_factory=PromptHelpSettings)
     bot: BotSettings = Field(default_factory=BotSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     log: LogSettings = Field(default_factory=LogSettings)
@@ -628,7 +733,7 @@ class Settings(BaseSettings):
     def secret_values(self) -> list[str]:
         """Every configured secret, for log redaction."""
         secrets = [_password_of(self.database_url())]
-        for group in (self.storage, self.runpod, self.bot, self.api):
+        for group in (self.storage, self.runpod, self.bot, self.api, self.prompt_help):
             for value in group.__dict__.values():
                 if isinstance(value, SecretStr):
                     secrets.append(value.get_secret_value())

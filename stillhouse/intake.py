@@ -40,6 +40,7 @@ from stillhouse.inputs import (
     owner_tag,
     refused_source,
 )
+from stillhouse.models_catalog import Asker, LoraRequest, ModelCatalog, ModelRefused, choose
 from stillhouse.moderation import EVERYWHERE, Moderation, Standing
 from stillhouse.preferences import GuildSettings, UserSettings, server_and_user
 from stillhouse.queue import GenerationQueue
@@ -132,6 +133,8 @@ class GenerationRequest(BaseModel):
     aspect: str | None = None
     image: Attachment | None = None
     purpose: Purpose = Purpose.GENERATE
+    model: str | None = Field(default=None, description="a catalog checkpoint's name or title")
+    loras: list[LoraRequest] = Field(default_factory=list, description="catalog LoRAs, in order")
 
 
 class Accepted(BaseModel):
@@ -159,6 +162,13 @@ class Intake:
     tiers: Tiers | None = None  # the operators' file; None: one tier from `settings`
     guilds: GuildSettings | None = None  # None: no server settings (tests, the API alone)
     users: UserSettings | None = None  # None: no users' own defaults
+    models: ModelCatalog | None = None  # the operators' catalog; None: the built-in one
+
+    def model_catalog(self) -> ModelCatalog:
+        """The checkpoints and LoRAs users may choose (stillhouse.models_catalog)."""
+        if self.models is None:
+            self.models = ModelCatalog.builtin(self.catalog)
+        return self.models
 
     def current_tiers(self) -> Tiers:
         """The operators' tiers, or the one the intake settings describe (read each time:
@@ -200,10 +210,13 @@ class Intake:
         mine: UserConfig | None = None,
         *,
         age_restricted: bool | None = None,
+        asker: Asker | None = None,
     ) -> BoundWorkflow:
         """The checks that need no database: a graph ready to queue, or Refusal. `own`:
         the server's settings (its defaults, its filter); `mine`: the user's defaults;
-        `age_restricted`: whether the Discord channel is (None: no channel, the API)."""
+        `age_restricted`: whether the Discord channel is (None: no channel, the API);
+        `asker`: the user and their role ids, for the catalog's private models (None:
+        nobody in particular: public models, and those of the server `guild_id`)."""
         own, mine = own or GuildConfig(), mine or UserConfig()
         workflow = self._workflow(request, own, mine)
         presets, aspects = workflow.manifest.presets, workflow.manifest.aspects
@@ -229,8 +242,15 @@ class Intake:
                     )
         if request.image is not None:
             values[self._image_parameter(workflow)] = self._checked_image(request.image)
+        who = asker or Asker()
+        who = Asker(who.user_id, guild_id if guild_id is not None else who.guild_id, who.role_ids)
         try:
-            bound = bind(workflow, values, preset=preset, aspect=aspect)
+            catalog = self.model_catalog()
+            loras = choose(catalog, workflow, values, who, model=request.model, loras=request.loras)
+        except ModelRefused as exc:
+            raise Refusal(str(exc), exc.kind) from None
+        try:
+            bound = bind(workflow, values, preset=preset, aspect=aspect, loras=loras)
         except ParameterError as exc:
             problems = "; ".join(exc.problems)
             raise Refusal(f"That request does not fit the workflow: {problems}") from None
@@ -410,13 +430,34 @@ class Intake:
         # operators'.
         name = request.workflow or _first_in(self.catalog.workflows, mine.workflow, own.workflow)
         name = name or self.settings.default_workflow
-        try:
-            workflow = self.catalog.get(name)
-        except UnknownWorkflow as exc:
-            raise Refusal(str(exc).capitalize() + ". See the list of workflows.") from None
-        if workflow.manifest.purpose is not request.purpose:
-            raise Refusal(f"{workflow.name} is not a workflow for this. See the list of workflows.")
+        # /serve takes text-to-image workflows and, with a picture, image-to-image ones.
+        purposes = [request.purpose]
+        if request.purpose is Purpose.GENERATE:
+            purposes.append(Purpose.IMG2IMG)
+        workflow: Workflow | None = None
+        for purpose in purposes:
+            try:
+                workflow = self.catalog.find(name, purpose)
+                break
+            except UnknownWorkflow as exc:
+                unknown = exc
+        if workflow is None:
+            raise Refusal(str(unknown).capitalize() + ". See the list of workflows.") from None
+        if workflow.manifest.purpose not in purposes:
+            raise Refusal(
+                f"{workflow.manifest.title} is not a workflow for this. See the list of workflows."
+            )
+        if request.image is not None and not workflow.manifest.image_parameters():
+            # A picture attached to a text-to-image request: the same family's image one.
+            workflow = self._image_workflow_like(workflow) or workflow
         return workflow
+
+    def _image_workflow_like(self, workflow: Workflow) -> Workflow | None:
+        family = workflow.manifest.family
+        if family is None:
+            return None
+        same = [w for w in self.catalog.for_purpose(Purpose.IMG2IMG) if w.manifest.family is family]
+        return min(same, key=lambda w: w.name) if same else None
 
     def _image_parameter(self, workflow: Workflow) -> str:
         names = workflow.manifest.image_parameters()

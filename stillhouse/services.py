@@ -13,6 +13,7 @@ from stillhouse.filters import ContentFilter, FilterFile
 from stillhouse.hints import SENDS, Hints, InProcessHints, make_hints
 from stillhouse.intake import Intake
 from stillhouse.locks import LockService, make_locks
+from stillhouse.models_catalog import ModelCatalog
 from stillhouse.moderation import Moderation
 from stillhouse.preferences import GuildSettings, UserSettings
 from stillhouse.queue import GenerationQueue, SendQueue
@@ -48,9 +49,11 @@ class Services:
     image_check: ImageCheck = field(default_factory=NoImageCheck)
     clock: Clock = utcnow
     hints: Hints = field(default_factory=InProcessHints)
+    models: ModelCatalog = field(init=False)  # STILLHOUSE_WORKFLOWS__MODELS_FILE, else built in
     intake: Intake = field(init=False)
 
     def __post_init__(self) -> None:
+        self.models = ModelCatalog.load(self.settings.workflows, self.catalog)
         self.intake = Intake(
             settings=self.settings.intake,
             worker=self.settings.worker,
@@ -59,6 +62,7 @@ class Services:
             content_filter=self.content_filter,
             nsfw_filter=self.nsfw_filter,
             tiers=self.tiers,
+            models=self.models,
             moderation=self.moderation,
             guilds=self.guilds,
             users=self.users,

@@ -17,10 +17,17 @@ import pytest
 from sqlalchemy import Engine, create_engine, delete, text
 from sqlalchemy.engine import make_url
 
-from stillhouse.config import QueueSettings, Settings, StorageSettings, make_settings
+from stillhouse.config import (
+    PromptHelpSettings,
+    QueueSettings,
+    Settings,
+    StorageSettings,
+    make_settings,
+)
 from stillhouse.db.engine import make_engine
 from stillhouse.db.migrate import upgrade
 from stillhouse.db.models import Delivery, GenerationJob
+from tests.doubles.openai_chat import OpenAIChatDouble
 from tests.support import free_port, wait_until
 
 DEFAULT_MYSQL_URL = "mysql+pymysql://root@127.0.0.1:3306/stillhouse_test"
@@ -183,3 +190,17 @@ def s3_settings(moto_endpoint: str) -> StorageSettings:
         aws_secret_access_key="testing-secret-key",
     ).create_bucket(Bucket=bucket)
     return settings
+
+
+@pytest.fixture
+def openai_chat() -> Iterator[OpenAIChatDouble]:
+    """An OpenAI-compatible chat endpoint's double (text-only, like Llama 3.1 8B on vLLM);
+    set `.vision`, `.stall`, `.delay_s`, `.error_status` or `.answer` to change it."""
+    with OpenAIChatDouble().running() as double:
+        yield double
+
+
+@pytest.fixture
+def prompt_help_settings(openai_chat: OpenAIChatDouble) -> PromptHelpSettings:
+    """Prompt help pointed at the double, with a short whole-call limit for tests."""
+    return PromptHelpSettings(url=openai_chat.url, model=openai_chat.model, timeout_s=2.0)

@@ -1,9 +1,12 @@
 """Fetch the model files workflows declare into a ComfyUI's models folder.
 
-    python -m worker.models --comfy /comfyui [--workflows YOUR_FOLDER] [NAME ...]
+    python -m worker.models --comfy /comfyui [--workflows YOUR_FOLDER]
+                            [--models-file MODELS.toml] [NAME ...]
 
-Used by the worker image (bake models at build time) and for a network volume. Files
-already present are kept; a declared sha256 is checked after download.
+Used by the worker image (bake models at build time) and for a network volume. With
+`--models-file` (the operators' STILLHOUSE_WORKFLOWS__MODELS_FILE), the catalog's
+checkpoints and LoRAs too. Files already present are kept; a declared sha256 is checked
+after download.
 """
 
 from __future__ import annotations
@@ -15,19 +18,26 @@ import sys
 import urllib.request
 from pathlib import Path
 
+from stillhouse.models_catalog import ModelCatalog
 from stillhouse.schemas.manifest import ModelFile
 from stillhouse.workflows.loader import WorkflowCatalog
 
 CHUNK = 2**20
 
 
-def wanted(catalog: WorkflowCatalog, names: list[str]) -> list[ModelFile]:
-    """Every model the named workflows (default: all) declare, once each."""
+def wanted(
+    catalog: WorkflowCatalog, names: list[str], models_file: Path | None = None
+) -> list[ModelFile]:
+    """Every model the named workflows (default: all) declare, and the checkpoints and
+    LoRAs of the models catalog in `models_file` with a URL, once each."""
     workflows = [catalog.get(n) for n in names] if names else list(catalog.workflows.values())
     seen: dict[tuple[str, str], ModelFile] = {}
     for workflow in workflows:
         for model in workflow.manifest.models:
             seen.setdefault((model.folder, model.file), model)
+    extra = ModelCatalog.from_file(models_file).downloads() if models_file else []
+    for model in extra:
+        seen.setdefault((model.folder, model.file), model)
     return list(seen.values())
 
 
@@ -60,10 +70,14 @@ def main() -> int:
     parser.add_argument(
         "--workflows", type=Path, default=None, help="your own folder, besides the shipped ones"
     )
+    parser.add_argument(
+        "--models-file", type=Path, default=None, help="the models catalog: its files too"
+    )
     parser.add_argument("names", nargs="*", help="workflows whose models to fetch (default: all)")
     args = parser.parse_args()
     catalog = WorkflowCatalog.load(args.workflows)
-    for model in wanted(catalog, args.names):
+    models = wanted(catalog, args.names, args.models_file)
+    for model in models:
         print(f"{fetch(model, args.comfy / 'models')}: {model.folder}/{model.file}", flush=True)
     return 0
 

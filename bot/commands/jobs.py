@@ -13,7 +13,6 @@ from bot.context import BotContext
 from bot.replies import claim_interaction, explain, reply
 from stillhouse.intake import Refusal
 from stillhouse.queue.records import CancelOutcome
-from stillhouse.schemas.manifest import Purpose
 
 _CANCELLED = {
     CancelOutcome.CANCELLED: "Cancelled `{job}`.",
@@ -56,7 +55,7 @@ def job_commands(ctx: BotContext) -> list[app_commands.Command[Any, ..., None]]:
         catalog = ctx.services.catalog
         lines = [
             f"**{w.manifest.title}** (`{w.name}`): {w.manifest.description}"
-            for w in sorted(catalog.for_purpose(Purpose.GENERATE), key=lambda w: w.name)
+            for w in catalog.served()
         ]
         await reply(interaction, "\n".join(lines) or "No workflows are installed.")
 

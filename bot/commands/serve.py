@@ -1,7 +1,14 @@
-"""/serve: a prompt and options in, a queued job and its position out, within 3 s."""
+"""/serve: a prompt and options in, a queued job and its position out, within 3 s.
+
+Beyond its fixed options, a workflow's own (steps, guidance, sampler ...) come by the
+`options` text (`steps=30, guidance=6`, completed as typed) or by `more_options`, which
+opens a form (bot.options) whose submission queues the request the same way. `enhance`
+rewrites the prompt through prompt help first and shows both.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import discord
@@ -10,9 +17,22 @@ from discord import app_commands
 from bot import messages
 from bot.buttons import requester_of
 from bot.choices import workflow_choices
+from bot.commands.models import lora_choices, lora_requests, model_choices
 from bot.context import BotContext
+from bot.options import (
+    SERVE_FORM,
+    SERVE_OWN,
+    enhanced_note,
+    form_id,
+    option_choices,
+    options_form,
+    parse_options,
+    serve_form_id,
+    submitted,
+)
 from bot.replies import (
     age_restricted,
+    asker_of,
     claim_interaction,
     explain,
     reply,
@@ -20,17 +40,21 @@ from bot.replies import (
     within_ack_budget,
 )
 from bot.views import queued_view
-from stillhouse.intake import Accepted, Attachment, GenerationRequest
-from stillhouse.schemas.manifest import SEED_MAX, ParamValue
+from stillhouse.intake import Accepted, Attachment, GenerationRequest, Refusal
+from stillhouse.prompt_help import PromptHelper
+from stillhouse.schemas.manifest import SEED_MAX, Family, ParamValue, Purpose
+from stillhouse.workflows.loader import UnknownWorkflow, Workflow
 
 ASPECTS = [
     app_commands.Choice(name=n.capitalize(), value=n) for n in ("square", "portrait", "landscape")
 ]
 MODES = [app_commands.Choice(name=n.capitalize(), value=n) for n in ("fast", "quality")]
+Visibility = str  # "public", "spoiler" or "private"
 
 
 def serve_command(ctx: BotContext) -> app_commands.Command[Any, ..., None]:
     """The /serve command bound to this process's services."""
+    prompts = PromptHelper(ctx.services.settings.prompt_help)
 
     @app_commands.command(name="serve", description="Make images from a prompt")
     @app_commands.describe(
@@ -44,6 +68,11 @@ def serve_command(ctx: BotContext) -> app_commands.Command[Any, ..., None]:
         image="A picture to start from (image workflows)",
         spoiler="Show the images behind a spoiler",
         private="Only you see the request and its images (here, for 15 minutes; then /history)",
+        options="The workflow's own options: steps=30, guidance=6 (suggested as you type)",
+        more_options="Open a form with the prompt and the workflow's own options",
+        enhance="Let prompt help rewrite the prompt first (both are shown)",
+        model="Which checkpoint of the workflow's family (see /loras)",
+        loras="Up to 4 LoRAs with weights: detail:0.8, pixel art (see /loras)",
     )
     @app_commands.choices(aspect=ASPECTS, mode=MODES)
     async def serve(
@@ -58,58 +87,60 @@ def serve_command(ctx: BotContext) -> app_commands.Command[Any, ..., None]:
         image: discord.Attachment | None = None,
         spoiler: bool = False,
         private: bool = False,
+        options: app_commands.Range[str, 0, 1000] | None = None,
+        more_options: bool = False,
+        enhance: bool = False,
+        model: str | None = None,
+        loras: app_commands.Range[str, 0, 400] | None = None,
     ) -> None:
         services = ctx.services
         if not claim_interaction(services.locks, interaction):
             return  # a replica of this shard answers it
+        visibility = "private" if private else "spoiler" if spoiler else "public"
         given: dict[str, ParamValue | None] = {
             "prompt": prompt,
             "negative_prompt": negative_prompt,
             "count": count,
             "seed": seed,
         }
-        request = GenerationRequest(
-            workflow=workflow or None,  # None: the server's default, else the operators'
-            values={k: v for k, v in given.items() if v is not None},
-            preset=mode.value if mode else None,
-            aspect=aspect.value if aspect else None,
-            image=_attachment(image) if image else None,
-        )
         try:
-            visibility = "private" if private else "spoiler" if spoiler else "public"
-            requester = requester_of(interaction, services).model_copy(
-                update={"visibility": visibility}
+            values = {k: v for k, v in given.items() if v is not None}
+            if options or more_options:  # the workflow's own options: which workflow?
+                chosen = await asyncio.to_thread(_chosen, ctx, interaction, workflow)
+            if options:
+                values.update(parse_options(options, chosen))
+            if more_options:
+                form_id = serve_form_id(
+                    chosen.name,
+                    mode.value if mode else None,
+                    aspect.value if aspect else None,
+                    count,
+                    seed,
+                    visibility,
+                )
+                shown = {**chosen.manifest.presets.get(_mode(chosen, mode), {}), **values}
+                await _open_form(interaction, form_id, chosen, shown, image is not None)
+                return
+            note = await _enhanced(prompts, interaction, values, private) if enhance else ""
+            request = GenerationRequest(
+                workflow=workflow or None,  # None: the server's default, else the operators'
+                values=values,
+                preset=mode.value if mode else None,
+                aspect=aspect.value if aspect else None,
+                image=_attachment(image) if image else None,
+                model=model or None,
+                loras=lora_requests(loras),
             )
-
-            def admit() -> Accepted:  # in a thread: reads the server's settings first
-                own, mine = ctx.intake.server_and_mine(
-                    interaction.guild_id, interaction.channel_id, interaction.user.id
-                )
-                roles = tiers_by_role(own, interaction)
-                bound = ctx.intake.prepare(
-                    request,
-                    interaction.guild_id,
-                    own,
-                    mine,
-                    age_restricted=age_restricted(interaction),
-                )
-                return ctx.intake.submit(bound, requester.model_copy(update={"tier_roles": roles}))
-
-            accepted = await within_ack_budget(interaction, admit)
+            await queue_request(ctx, interaction, request, visibility, note)
         except Exception as exc:  # every refusal and failure becomes a sentence
             await explain(interaction, exc)
-            return
-        job = accepted.enqueued.job
-        text = messages.queued(
-            job.public_id,
-            accepted.position,
-            again=not accepted.enqueued.created,
-            reused_from=job.reused_from,
-        )
-        shown = accepted.enqueued.job.routing.visibility == "private"
-        await reply(interaction, text, ephemeral=shown, view=queued_view(job.public_id))
-        if accepted.enqueued.created and job.reused_from is None:
-            ctx.tracker.track(job.public_id, interaction, shown=text)
+
+    _complete(serve, ctx)
+    return serve
+
+
+def _complete(serve: app_commands.Command[Any, ..., None], ctx: BotContext) -> None:
+    """What /serve suggests as its options are typed."""
 
     @serve.autocomplete("workflow")
     async def _workflows(
@@ -117,7 +148,180 @@ def serve_command(ctx: BotContext) -> app_commands.Command[Any, ..., None]:
     ) -> list[app_commands.Choice[str]]:
         return workflow_choices(ctx.services.catalog, current)
 
-    return serve
+    @serve.autocomplete("options")
+    async def _options(
+        interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        typed = getattr(interaction.namespace, "workflow", None)
+        try:
+            chosen = await asyncio.to_thread(_chosen, ctx, interaction, typed)
+        except Refusal:
+            return []
+        return option_choices(chosen, current)
+
+    @serve.autocomplete("model")
+    async def _models(
+        interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        family = await _family_typed(ctx, interaction)
+        asker = asker_of(interaction)
+        catalog = ctx.services.models
+        roles = asker.role_ids
+        return model_choices(
+            catalog, interaction.user.id, asker.guild_id, roles, current, family=family
+        )
+
+    @serve.autocomplete("loras")
+    async def _loras(
+        interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        family = await _family_typed(ctx, interaction)
+        asker = asker_of(interaction)
+        catalog = ctx.services.models
+        roles = asker.role_ids
+        return lora_choices(
+            catalog, interaction.user.id, asker.guild_id, roles, current, family=family
+        )
+
+
+async def _family_typed(ctx: BotContext, interaction: discord.Interaction) -> Family | None:
+    """The family of the workflow the request will run, for its models' choices."""
+    typed = getattr(interaction.namespace, "workflow", None)
+    try:
+        chosen = await asyncio.to_thread(_chosen, ctx, interaction, typed)
+    except Refusal:
+        return None
+    return chosen.manifest.family
+
+
+async def _open_form(
+    interaction: discord.Interaction,
+    form_id: str,
+    chosen: Workflow,
+    values: dict[str, ParamValue],
+    with_image: bool,
+) -> None:
+    """/serve's More options: the prompt and the workflow's own options in a form (the
+    negative prompt too when one was typed, since the form's id cannot carry it)."""
+    if with_image:
+        raise Refusal("More options cannot carry an attached image: use `options` instead.")
+    skip = SERVE_OWN - {"negative_prompt"} if "negative_prompt" in values else SERVE_OWN
+    title = f"{chosen.manifest.title}: more options"
+    prompt = str(values.get("prompt", ""))
+    await interaction.response.send_modal(
+        options_form(form_id, title, chosen, prompt, values, skip)
+    )
+
+
+async def _enhanced(
+    prompts: PromptHelper,
+    interaction: discord.Interaction,
+    values: dict[str, ParamValue],
+    private: bool,
+) -> str:
+    """The prompt through prompt help (deferring first: it may take longer than Discord
+    waits): `values` gets the prompt to use; returns the note that shows both."""
+    await interaction.response.defer(thinking=True, ephemeral=private)
+    enhancement = await prompts.enhance(str(values["prompt"]), interaction=interaction.id)
+    values["prompt"] = enhancement.prompt
+    return enhanced_note(enhancement)
+
+
+async def serve_form_submitted(ctx: BotContext, interaction: discord.Interaction) -> None:
+    """/serve's More options form, sent: queue what it says."""
+    custom_id = form_id(interaction)
+    match = SERVE_FORM.fullmatch(custom_id)
+    if match is None or not claim_interaction(ctx.services.locks, interaction):
+        return
+    try:
+        fields = submitted(interaction)
+        values: dict[str, ParamValue] = {"prompt": fields.prompt, **fields.values}
+        if match["count"]:
+            values["count"] = int(match["count"])
+        if match["seed"]:
+            values["seed"] = int(match["seed"])
+        request = GenerationRequest(
+            workflow=match["workflow"],
+            values=values,
+            preset=match["mode"] or None,
+            aspect=match["aspect"] or None,
+        )
+        visibility = {"p": "public", "s": "spoiler", "x": "private"}[match["visibility"]]
+        await queue_request(ctx, interaction, request, visibility)
+    except Exception as exc:  # every refusal and failure becomes a sentence
+        await explain(interaction, exc)
+
+
+async def queue_request(
+    ctx: BotContext,
+    interaction: discord.Interaction,
+    request: GenerationRequest,
+    visibility: Visibility,
+    note: str = "",
+) -> None:
+    """Admit and queue `request` for the user of `interaction`; answer with its place
+    (after `note`, if any) and follow its progress. Raises Refusal when not admitted."""
+    services = ctx.services
+    requester = requester_of(interaction, services).model_copy(update={"visibility": visibility})
+
+    def admit() -> Accepted:  # in a thread: reads the server's settings first
+        own, mine = ctx.intake.server_and_mine(
+            interaction.guild_id, interaction.channel_id, interaction.user.id
+        )
+        roles = tiers_by_role(own, interaction)
+        bound = ctx.intake.prepare(
+            request,
+            interaction.guild_id,
+            own,
+            mine,
+            age_restricted=age_restricted(interaction),
+            asker=asker_of(interaction),
+        )
+        return ctx.intake.submit(bound, requester.model_copy(update={"tier_roles": roles}))
+
+    accepted = await within_ack_budget(interaction, admit)
+    job = accepted.enqueued.job
+    prompt = accepted.bound.params.root.get("prompt")
+    shown_prompt = prompt if isinstance(prompt, str) else None
+    text = messages.queued(
+        job.public_id,
+        accepted.position,
+        again=not accepted.enqueued.created,
+        reused_from=job.reused_from,
+        prompt=shown_prompt,
+    )
+    text = f"{note}\n{text}" if note else text
+    private = accepted.enqueued.job.routing.visibility == "private"
+    await reply(interaction, text, ephemeral=private, view=queued_view(job.public_id))
+    if accepted.enqueued.created and job.reused_from is None:
+        ctx.tracker.track(job.public_id, interaction, shown=text, prompt=shown_prompt)
+
+
+def _chosen(ctx: BotContext, interaction: discord.Interaction, typed: str | None) -> Workflow:
+    """The workflow a request will run, as the intake will choose it (for its options);
+    blocking (it may read the server's and the user's defaults)."""
+    intake = ctx.intake
+    if typed:
+        purposes = (Purpose.GENERATE, Purpose.IMG2IMG)
+        for purpose in purposes:
+            try:
+                return intake.catalog.find(typed, purpose)
+            except UnknownWorkflow as exc:
+                unknown = exc
+        raise Refusal(str(unknown).capitalize() + ". See the list of workflows.")
+    own, mine = intake.server_and_mine(
+        interaction.guild_id, interaction.channel_id, interaction.user.id
+    )
+    name = mine.workflow or own.workflow or intake.settings.default_workflow
+    try:
+        return intake.catalog.find(name, Purpose.GENERATE)
+    except UnknownWorkflow as exc:
+        raise Refusal(str(exc).capitalize() + ".") from None
+
+
+def _mode(workflow: Workflow, mode: app_commands.Choice[str] | None) -> str:
+    """The preset a request runs with, as far as the form needs it (for its values)."""
+    return mode.value if mode else workflow.manifest.default_preset or ""
 
 
 def _attachment(image: discord.Attachment) -> Attachment:

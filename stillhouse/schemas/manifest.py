@@ -31,11 +31,24 @@ class ParamType(StrEnum):
 
 
 class Purpose(StrEnum):
-    """What the workflow is for: /serve offers `generate`; buttons use the others."""
+    """What the workflow is for: /serve offers `generate` (and `img2img` when a picture is
+    attached); the buttons under a result pick the others from the result's family."""
 
     GENERATE = "generate"
-    UPSCALE = "upscale"
-    VARIATIONS = "variations"
+    IMG2IMG = "img2img"  # a picture and a prompt: an attached image, Vary Subtle/Strong
+    VARIATIONS = "variations"  # several new takes on a result (V1..V4)
+    UPSCALE = "upscale"  # a model's 2x/4x enlargement (no diffusion; any family)
+    CREATIVE_UPSCALE = "creative_upscale"  # enlarge, then a low-denoise img2img pass
+    INPAINT = "inpaint"  # repaint where a mask is white (Vary Region)
+    OUTPAINT = "outpaint"  # extend the canvas and fill it (Zoom Out, Pan)
+
+
+class Family(StrEnum):
+    """The model family a diffusion workflow runs; buttons keep a result's family."""
+
+    SD15 = "sd15"
+    SDXL = "sdxl"
+    FLUX = "flux"
 
 
 class Binding(BaseModel):
@@ -74,7 +87,16 @@ class Parameter(BaseModel):
     step: int | None = Field(default=None, ge=1)
     max_length: int | None = Field(default=None, ge=1)
     choices: list[str | int | float] | None = None
+    offer: bool = Field(
+        default=True,
+        description="offered to Discord users (/serve, its More options, Remix); false: "
+        "set by presets, buttons and the API only",
+    )
     bind: list[Binding] = Field(min_length=1)
+
+    def label(self, name: str) -> str:
+        """What users read for this parameter: its title, else its name in words."""
+        return self.title or name.replace("_", " ")
 
     @field_validator("bind", mode="before")
     @classmethod
@@ -114,6 +136,18 @@ class ModelFile(BaseModel):
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
 
+class LoraSocket(BaseModel):
+    """Where LoRAs chain in: the node outputs that give the MODEL and the CLIP (for a
+    checkpoint loader, `["4", 0]` and `["4", 1]`). The binder inserts LoraLoader nodes
+    after them and rewires every input that read them; no `clip`: LoraLoaderModelOnly."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: tuple[str, int]
+    clip: tuple[str, int] | None = None
+    max: int = Field(default=4, ge=1, le=4)
+
+
 class Manifest(BaseModel):
     """Everything /serve needs to know about one ComfyUI graph."""
 
@@ -123,6 +157,15 @@ class Manifest(BaseModel):
     description: str = Field(default="", max_length=300)
     version: str = Field(default="1", max_length=32)
     purpose: Purpose = Purpose.GENERATE
+    family: Family | None = Field(
+        default=None, description="the model family it runs; none: any (e.g. ESRGAN upscale)"
+    )
+    checkpoint: str | None = Field(
+        default=None,
+        description="the parameter that names the checkpoint file (a choice among the "
+        "catalog's models of this family); buttons carry it from the source",
+    )
+    loras: LoraSocket | None = Field(default=None, description="where LoRAs chain in")
     graph: str | None = Field(default=None, description="graph file; default <name>.json")
     outputs: list[str] = Field(min_length=1, description="node ids that produce the images")
     models: list[ModelFile] = Field(default_factory=list)
@@ -154,11 +197,23 @@ class Manifest(BaseModel):
             raise ValueError(f"default_preset {self.default_preset!r} is not a preset")
         if self.aspects and not {"width", "height"} <= set(self.parameters):
             raise ValueError("aspects need `width` and `height` parameters")
+        if self.checkpoint is not None and self.checkpoint not in self.parameters:
+            raise ValueError(f"checkpoint {self.checkpoint!r} is not a parameter")
+        if (
+            self.purpose not in (Purpose.UPSCALE,)
+            and self.family is None
+            and (self.loras is not None or self.checkpoint is not None)
+        ):
+            raise ValueError("a workflow with a checkpoint or LoRAs names its `family`")
         return self
 
     def model_files(self) -> set[str]:
         """The file names this workflow may load."""
         return {m.file for m in self.models}
+
+    def offered(self) -> dict[str, Parameter]:
+        """The parameters Discord users may set, in the manifest's order."""
+        return {n: p for n, p in self.parameters.items() if p.offer}
 
     def image_parameters(self) -> list[str]:
         """Parameters that take a user's image."""

@@ -13,7 +13,7 @@ import hashlib
 import json
 import math
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,6 +26,7 @@ from stillhouse.schemas.jobs import InputSource, JobParams
 from stillhouse.schemas.manifest import Parameter, ParamType, ParamValue
 from stillhouse.storage.base import validate_key
 from stillhouse.workflows.loader import Workflow
+from stillhouse.workflows.loras import LORAS_PARAM, LoraChoice, chain, format_loras, requested
 
 STRING_LIMIT = 2000
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -66,10 +67,14 @@ def bind(
     preset: str | None = None,
     aspect: str | None = None,
     rng: random.Random | None = None,
+    loras: Sequence[LoraChoice] = (),
 ) -> BoundWorkflow:
-    """Check `values` against the manifest and build the graph; ParameterError if not."""
+    """Check `values` against the manifest and build the graph; ParameterError if not.
+    `loras` (else the ones `values["loras"]` recorded) chain after the manifest's LoRA
+    socket (stillhouse.workflows.loras) and are recorded in the parameters."""
     manifest = workflow.manifest
     problems: list[str] = []
+    values, chosen = requested(manifest, values, loras, problems)
     merged = _merge(workflow, values, preset, aspect, problems)
     resolved: dict[str, ParamValue] = {}
     for name, parameter in manifest.parameters.items():
@@ -99,6 +104,9 @@ def bind(
                     "graph lacks (run `stillhouse workflows check`)"
                 )
             graph[binding.node].inputs[binding.input] = placed
+    if chosen and manifest.loras is not None:
+        chain(graph, manifest.loras, chosen)
+        resolved[LORAS_PARAM] = format_loras(chosen)
     return BoundWorkflow(
         workflow=workflow.name,
         version=manifest.version,
@@ -121,29 +129,32 @@ def _merge(
     chosen = preset or manifest.default_preset
     if chosen is not None:
         if chosen not in manifest.presets:
-            problems.append(
-                f"preset {chosen!r} does not exist (choose {_listing(manifest.presets)})"
-            )
+            problems.append(f"mode “{chosen}” is not one of {_listing(manifest.presets)}")
         else:
             merged.update(manifest.presets[chosen])
     if aspect is not None:
         if aspect not in manifest.aspects:
-            offered = _listing(manifest.aspects) if manifest.aspects else "none are offered"
-            problems.append(f"aspect {aspect!r} does not exist ({offered})")
+            if manifest.aspects:
+                problems.append(f"shape “{aspect}” is not one of {_listing(manifest.aspects)}")
+            else:
+                problems.append(f"{manifest.title} makes images the size of its input: no shape")
         else:
             merged["width"], merged["height"] = manifest.aspects[aspect]
     unknown = sorted(set(values) - set(manifest.parameters))
     if unknown:
-        problems.append(
-            f"unknown parameter {', '.join(map(repr, unknown))} "
-            f"(this workflow takes {_listing(manifest.parameters)})"
-        )
+        # Named as users would write them; the options listed are the ones they may set.
+        words = ", ".join(f"“{u.replace('_', ' ')}”" for u in unknown)
+        offered = [p.label(n) for n, p in manifest.offered().items()]
+        takes = f" (its options: {', '.join(offered)})" if offered else ""
+        problems.append(f"{manifest.title} has no option {words}{takes}")
     merged.update({k: v for k, v in values.items() if k in manifest.parameters and v is not None})
     return merged
 
 
 def coerce(name: str, parameter: Parameter, value: object, rng: random.Random) -> ParamValue | None:
-    """The value as the parameter's type, inside its bounds; ValueError naming `name`."""
+    """The value as the parameter's type, inside its bounds; ValueError naming the
+    parameter as users read it (its title), never by its internal name."""
+    name = parameter.label(name)
     if value is None or (value == "" and parameter.type is not ParamType.STRING):
         if parameter.type is ParamType.SEED:
             return rng.randint(int(parameter.min or 0), int(parameter.max or 0))
@@ -231,20 +242,23 @@ def _parse_number(value: object, integral: bool) -> int | float:
 def _image_source(name: str, value: str) -> InputSource:
     """Where the worker gets the image, and the file name the graph refers to."""
     digest = hashlib.sha256(value.encode()).hexdigest()[:16]
+    # `name` may be a title ("control image") when only checking: file names stay safe.
+    safe = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "-" for c in name)
+    name_part = safe.strip("._-") or "image"
     parts = urlsplit(value)
     if parts.scheme in ("http", "https"):
         if parts.scheme != "https" or not parts.hostname:
             raise ValueError(f"{name} must be an https:// URL")
         suffix = PurePosixPath(parts.path).suffix.lower()
         suffix = suffix if suffix in IMAGE_SUFFIXES else ".png"
-        return InputSource(name=f"{name}-{digest}{suffix}", url=value)
+        return InputSource(name=f"{name_part}-{digest}{suffix}", url=value)
     try:
         validate_key(value)
     except InvalidKey:
         raise ValueError(f"{name} must be an https:// URL or one of our image keys") from None
     suffix = PurePosixPath(value).suffix.lower()
     suffix = suffix if suffix in IMAGE_SUFFIXES else ".png"
-    return InputSource(name=f"{name}-{digest}{suffix}", storage_key=value)
+    return InputSource(name=f"{name_part}-{digest}{suffix}", storage_key=value)
 
 
 def _listing(names: Mapping[str, Any]) -> str:

@@ -13,11 +13,13 @@ from collections.abc import Iterator
 from stillhouse.schemas.manifest import Parameter, ParamType
 from stillhouse.workflows.binder import ParameterError, bind
 from stillhouse.workflows.loader import Workflow
+from stillhouse.workflows.loras import LORAS_PARAM, LoraChoice
 from stillhouse.workflows.node_schemas import InputSpec, NodeSchemas
 from stillhouse.workflows.validator import validate_graph
 
 SAMPLE_TEXT = "a lighthouse at dawn"
 SAMPLE_IMAGE = "stillhouse/check/sample.png"
+SAMPLE_LORA = "stillhouse-check-lora"  # + "-<n>.safetensors"
 _TARGET_TYPES = {
     ParamType.STRING: {"STRING"},
     ParamType.INT: {"INT", "FLOAT"},
@@ -90,7 +92,7 @@ def _fits(parameter: Parameter, target: InputSpec, models: set[str]) -> Iterator
             if extra:
                 yield f"choices {extra} are not among the input's options"
         return
-    if target.type not in _TARGET_TYPES[kind]:
+    if not _accepts(kind, target):
         yield f"a {kind} parameter cannot feed a {target.type} input"
         return
     if kind in (ParamType.INT, ParamType.FLOAT, ParamType.SEED):
@@ -98,6 +100,12 @@ def _fits(parameter: Parameter, target: InputSpec, models: set[str]) -> Iterator
             yield f"min must be at least the input's min {target.min}"
         if target.max is not None and (parameter.max is None or parameter.max > target.max):
             yield f"max must be at most the input's max {target.max}"
+
+
+def _accepts(kind: ParamType, target: InputSpec) -> bool:
+    # A string may also name a model file (a manifest's `checkpoint`): renders check it.
+    is_file_name = kind is ParamType.STRING and target.type == "COMBO" and target.files
+    return target.type in _TARGET_TYPES[kind] or is_file_name
 
 
 def _renders(workflow: Workflow, schemas: NodeSchemas) -> Iterator[str]:
@@ -118,4 +126,29 @@ def _renders(workflow: Workflow, schemas: NodeSchemas) -> Iterator[str]:
             yield f"{label}: {'; '.join(exc.problems)}"
             continue
         for error in validate_graph(bound.graph, schemas, model_files=manifest.model_files()):
+            yield f"{label}: {error.describe()}"
+    yield from _lora_renders(workflow, schemas, samples)
+
+
+def _lora_renders(
+    workflow: Workflow, schemas: NodeSchemas, samples: dict[str, object]
+) -> Iterator[str]:
+    """With a LoRA socket: the defaults with one sample LoRA and with the most it takes."""
+    manifest = workflow.manifest
+    socket = manifest.loras
+    if socket is None:
+        return
+    if LORAS_PARAM in manifest.parameters:
+        yield f"parameter {LORAS_PARAM!r} is taken by the LoRAs' record; rename it"
+        return
+    for count in sorted({1, socket.max}):
+        loras = [LoraChoice(f"{SAMPLE_LORA}-{n}.safetensors", 0.8, 0.6) for n in range(count)]
+        label = f"{count} LoRA{'s' if count > 1 else ''}"
+        try:
+            bound = bind(workflow, samples, rng=random.Random(0), loras=loras)
+        except ParameterError as exc:
+            yield f"{label}: {'; '.join(exc.problems)}"
+            continue
+        files = manifest.model_files() | {lora.file for lora in loras}
+        for error in validate_graph(bound.graph, schemas, model_files=files):
             yield f"{label}: {error.describe()}"

@@ -126,9 +126,59 @@ class WorkflowCatalog:
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise UnknownWorkflow(f"no workflow named {name!r}{hint}") from None
 
+    def find(self, typed: str, purpose: Purpose | None = None) -> Workflow:
+        """The workflow a user means: its name or its title, in any case, with spaces,
+        dashes and underscores alike; or a family or name prefix ("sdxl", "sd 1.5") that
+        leaves one workflow for `purpose`. UnknownWorkflow (with suggestions) if none."""
+        if typed in self.workflows:
+            return self.workflows[typed]
+        wanted = loose(typed)
+        fitting = [
+            w for w in self.workflows.values() if purpose is None or w.manifest.purpose is purpose
+        ]
+        for workflow in fitting:
+            if wanted in (loose(workflow.name), loose(workflow.manifest.title)):
+                return workflow
+        by_prefix = [
+            w
+            for w in fitting
+            if loose(w.name).startswith(wanted)
+            or (w.manifest.family is not None and loose(w.manifest.family) == wanted)
+        ]
+        # "sd15" means the plain text-to-image one, not one that needs a picture too.
+        plain = [w for w in by_prefix if not _needs_image(w)]
+        for group in (by_prefix, plain):
+            if len(group) == 1:
+                return group[0]
+        names = {loose(w.manifest.title): w.name for w in fitting} | {
+            w.name: w.name for w in fitting
+        }
+        close = [names[c] for c in get_close_matches(wanted, names, n=3)]
+        close = list(dict.fromkeys(close)) or [w.name for w in by_prefix][:3]
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UnknownWorkflow(f"no workflow named {typed!r}{hint}")
+
+    def served(self) -> list[Workflow]:
+        """What /serve and the API run from a prompt (text to image), or a prompt and a
+        picture (image to image), by name; the other purposes serve the buttons."""
+        kinds = (Purpose.GENERATE, Purpose.IMG2IMG)
+        return sorted((w for w in self.workflows.values() if w.manifest.purpose in kinds),
+                      key=lambda w: w.name)  # fmt: skip
+
     def for_purpose(self, purpose: Purpose) -> list[Workflow]:
         """Workflows serving one purpose (generate for /serve, upscale, variations)."""
         return [w for w in self.workflows.values() if w.manifest.purpose is purpose]
+
+
+def loose(text: str) -> str:
+    """A name as typed, made comparable: lower case, without spaces, dashes, underscores
+    or dots ("SD 1.5", "sd-15" and "sd15" are all "sd15")."""
+    return re.sub(r"[\s_.\-]+", "", text.lower())
+
+
+def _needs_image(workflow: Workflow) -> bool:
+    parameters = workflow.manifest.parameters
+    return any(parameters[n].required for n in workflow.manifest.image_parameters())
 
 
 class WorkflowFileError(StillhouseError):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, delete
 
-from stillhouse.config import Settings, make_settings
+from stillhouse.config import PromptHelpSettings, Settings, make_settings
 from stillhouse.db.models import (
     BannedUser,
     GuildSettingsRow,
@@ -30,6 +30,7 @@ from stillhouse.storage.local import LocalStorage
 from stillhouse.workflows.loader import WorkflowCatalog
 from tests.bot.harness import OPERATOR, guilds
 from tests.doubles.discord import DiscordEmulator
+from tests.doubles.openai_chat import OpenAIChatDouble
 
 REPO = Path(__file__).resolve().parents[2]
 GUILD_WITH_OWN_RULES = 4242
@@ -116,3 +117,17 @@ def emu() -> Iterator[DiscordEmulator]:
     """The Discord emulator with the guilds of tests.bot.harness, discord.py pointed at it."""
     with DiscordEmulator(guilds=guilds()) as emulator, emulator.patched():
         yield emulator
+
+
+def enable_prompt_help(services: Services, double: OpenAIChatDouble, **options: object) -> Services:
+    """Services whose bot (built after this) has prompt help at the double; `options`
+    are PromptHelpSettings fields (`vision=True`, `timeout_s=...`)."""
+    given = {"url": double.url, "model": double.model, "timeout_s": 2.0, **options}
+    services.settings.prompt_help = PromptHelpSettings.model_validate(given)
+    return services
+
+
+@pytest.fixture
+def prompt_help_services(maria_services: Services, openai_chat: OpenAIChatDouble) -> Services:
+    """maria_services with prompt help at `openai_chat` (text-only, 2 s whole-call limit)."""
+    return enable_prompt_help(maria_services, openai_chat)

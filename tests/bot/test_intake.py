@@ -143,7 +143,9 @@ def test_attachments_that_are_not_usable_images_are_refused(
         services.intake.prepare(req, GUILD)
 
 
-def test_an_image_for_a_workflow_without_one_is_refused(services: Services) -> None:
+def test_an_image_goes_to_the_familys_image_workflow_or_is_refused_without_one(
+    services: Services,
+) -> None:
     image = Attachment(
         filename="a.png",
         url="https://cdn.discordapp.com/a.png",
@@ -151,8 +153,13 @@ def test_an_image_for_a_workflow_without_one_is_refused(services: Services) -> N
         content_type="image/png",
     )
     req = GenerationRequest(workflow="sd15-txt2img", values={"prompt": "x"}, image=image)
+    assert services.intake.prepare(req, GUILD).workflow == "sd15-img2img"
+    # Where the family has no image workflow, the picture is refused with a sentence.
+    catalog = dataclasses.replace(services.intake.catalog)
+    catalog.workflows = {k: v for k, v in catalog.workflows.items() if k != "sd15-img2img"}
+    intake = dataclasses.replace(services.intake, catalog=catalog)
     with pytest.raises(Refusal, match="does not take an image"):
-        services.intake.prepare(req, GUILD)
+        intake.prepare(req, GUILD)
 
 
 def test_an_attached_image_binds_to_the_workflows_image_input(services: Services) -> None:

@@ -60,12 +60,13 @@ def test_the_message_keeps_the_users_place_then_says_a_gpu_is_starting_then_the_
         mine = queued_id(ix)
         queued = "You will get your images here."
         assert (
-            ix.wait_response()["data"]["content"] == f"Queued `{mine}` - 3 ahead of you. {queued}"
+            ix.wait_response()["data"]["content"]
+            == f"Queued `{mine}` “a lighthouse” - 3 ahead of you. {queued}"
         )
 
         # The line moves: a master takes the first job, finishes it, takes the next.
         first = claim_next(services)
-        shown(ix, f"Queued `{mine}` - 2 ahead of you. {queued}")
+        shown(ix, f"Queued `{mine}` “a lighthouse” - 2 ahead of you. {queued}")
         result, _ = stored_result(services.storage, first.public_id)
         services.queue.complete(first, result)
         claim_next(services)
@@ -74,7 +75,9 @@ def test_the_message_keeps_the_users_place_then_says_a_gpu_is_starting_then_the_
         wait_until(
             lambda: (
                 ix.original is not None
-                and ix.original.content.startswith(f"Queued `{mine}` - next up, about ")
+                and ix.original.content.startswith(
+                    f"Queued `{mine}` “a lighthouse” - next up, about "
+                )
             ),
             10,
             what="next up, with a wait",

@@ -6,7 +6,9 @@ PreviewImage, and `POST /queue`."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import random
 import re
 import uuid
 from pathlib import Path
@@ -15,7 +17,11 @@ from typing import Any
 import aiohttp
 import pytest
 import requests
+from PIL import Image
 
+from stillhouse.workflows.binder import bind
+from stillhouse.workflows.loader import WorkflowCatalog
+from tests.doubles.comfy.images import plan
 from tests.support import wait_until
 from tests.worker.comfy_double import running_double
 
@@ -418,3 +424,130 @@ def test_queue_delete_and_clear_remove_pending_prompts() -> None:
         wait_until(lambda: queue()["queue_running"] == [], what="an idle queue")
         everything = requests.get(f"{url}/history", timeout=10).json()
     assert list(everything) == [running], "deleted and cleared prompts never run"
+
+
+# -- the sizes and counts the double saves, node by node as ComfyUI computes them ----------
+
+CATALOG = WorkflowCatalog.load()
+SOURCE, MASK = "stillhouse/t/source.png", "stillhouse/t/mask.png"
+
+
+def png(width: int, height: int, colour: tuple[int, int, int] = (200, 30, 30)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), colour).save(out, format="PNG")
+    return out.getvalue()
+
+
+def bound_graph(
+    name: str, size: tuple[int, int], **values: object
+) -> tuple[dict[str, Any], dict[str, bytes], str]:
+    """A shipped workflow bound with `values` (its images `size`): the graph, its input
+    files by name as the worker stages them, and its output node."""
+    workflow = CATALOG.get(name)
+    images = {n: (MASK if n == "mask" else SOURCE) for n in workflow.manifest.image_parameters()}
+    prompt = {"prompt": "a lighthouse"} if "prompt" in workflow.manifest.parameters else {}
+    bound = bind(workflow, {**prompt, **images, **values}, rng=random.Random(1))
+    files = {s.name: png(*size) for s in bound.inputs}
+    graph: dict[str, Any] = bound.graph.model_dump(by_alias=True)
+    return graph, files, bound.outputs[0]
+
+
+@pytest.mark.parametrize(
+    ("name", "size", "values", "expected"),
+    [
+        ("sd15-txt2img", (64, 64), {"count": 3}, (512, 512, 3)),
+        # a latent's size decides, not the control image's
+        ("sd15-canny", (1024, 768), {"width": 512, "height": 768}, (512, 768, 1)),
+        # Zoom Out 1.5x on 1024x1024: a quarter of each side added on every side
+        (
+            "sdxl-outpaint",
+            (1024, 1024),
+            dict.fromkeys(("left", "top", "right", "bottom"), 256),
+            (1536, 1536, 1),
+        ),
+        ("sd15-outpaint", (512, 512), {"right": 256, "count": 2}, (768, 512, 2)),
+        ("sd15-inpaint", (512, 384), {"count": 2}, (512, 384, 2)),
+        ("sdxl-inpaint", (1020, 1030), {}, (1016, 1024, 1)),  # VAEEncode crops to 8s
+        ("upscale-2x", (512, 384), {"upscaler": "RealESRGAN_x2.pth"}, (1024, 768, 1)),
+        (
+            "upscale-2x",
+            (512, 384),
+            {"upscaler": "RealESRGAN_x4.pth", "rescale": 0.5},
+            (1024, 768, 1),
+        ),
+        ("upscale-4x", (512, 384), {}, (2048, 1536, 1)),
+        ("sd15-upscale-creative", (512, 512), {}, (1024, 1024, 1)),
+        ("sdxl-upscale-creative", (1024, 832), {}, (2048, 1664, 1)),
+        ("sdxl-variations", (1024, 1024), {}, None),  # four takes
+    ],
+)
+def test_the_double_sizes_shipped_graphs_as_comfyui_would(
+    name: str,
+    size: tuple[int, int],
+    values: dict[str, object],
+    expected: tuple[int, int, int] | None,
+) -> None:
+    graph, files, output = bound_graph(name, size, **values)
+    width, height, count = plan(graph, files.get, output)
+    if expected is None:
+        assert count == 4
+    else:
+        assert (width, height, count) == expected
+
+
+def test_the_double_follows_the_links_of_image_nodes() -> None:
+    files = {"a.png": png(640, 480), "m.png": png(640, 480)}
+
+    def graph(*nodes: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
+        return {n: {"class_type": kind, "inputs": inputs} for n, kind, inputs in nodes}
+
+    load = ("1", "LoadImage", {"image": "a.png"})
+    save = ("9", "SaveImage", {"images": ["8", 0], "filename_prefix": "x"})
+    inpainted = graph(
+        load,
+        ("2", "LoadImage", {"image": "m.png"}),
+        ("3", "ImageToMask", {"image": ["2", 0], "channel": "red"}),
+        ("4", "VAEEncode", {"pixels": ["1", 0]}),
+        ("5", "SetLatentNoiseMask", {"samples": ["4", 0], "mask": ["3", 0]}),
+        ("6", "KSampler", {"latent_image": ["5", 0]}),
+        ("8", "VAEDecode", {"samples": ["6", 0]}),
+        save,
+    )
+    assert plan(inpainted, files.get) == (640, 480, 1), "img2img keeps the input's size"
+    edges = graph(
+        load,
+        ("2", "Canny", {"image": ["1", 0]}),
+        ("3", "ImageScale", {"image": ["2", 0], "width": 320, "height": 0, "crop": "disabled"}),
+        ("4", "RepeatImageBatch", {"image": ["3", 0], "amount": 2}),
+        ("8", "ImageScaleBy", {"image": ["4", 0], "scale_by": 1.5}),
+        save,
+    )
+    assert plan(edges, files.get) == (480, 360, 2)
+    named = graph(
+        load,
+        ("2", "UpscaleModelLoader", {"model_name": "4x-UltraSharp.pth"}),
+        ("8", "ImageUpscaleWithModel", {"image": ["1", 0], "upscale_model": ["2", 0]}),
+        save,
+    )
+    assert plan(named, files.get) == (2560, 1920, 1), "the factor comes from the file name"
+    # a LoadImage whose file the input folder lacks: 512x512, as before
+    assert plan(graph(("8", "LoadImage", {"image": "gone.png"}), save), files.get) == (512, 512, 1)
+
+
+def test_the_double_runs_every_shipped_workflow() -> None:
+    with running_double() as url:
+        for name in CATALOG.names():
+            takes_count = "count" in CATALOG.get(name).manifest.parameters
+            graph, files, output = bound_graph(
+                name, (512, 384), **({"count": 2} if takes_count else {})
+            )
+            for filename, data in files.items():
+                image = {"image": (filename, data, "image/png")}
+                requests.post(f"{url}/upload/image", files=image, timeout=10).raise_for_status()
+            prompt_id, messages = run_and_record(url, graph)
+            assert messages[-1]["type"] == "execution_success", (name, messages[-1])
+            saved = history_of(url, prompt_id)["outputs"][output]["images"]
+            width, height, count = plan(graph, files.get, output)
+            assert len(saved) == count, name
+            with Image.open(io.BytesIO(view(url, **saved[0]).content)) as result:
+                assert result.size == (width, height), name

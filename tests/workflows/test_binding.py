@@ -26,6 +26,10 @@ def values_for(workflow: Workflow) -> st.SearchStrategy[dict[str, object]]:
     params = workflow.manifest.parameters
     required = {n: valid_value(p) for n, p in params.items() if p.required}
     optional = {n: valid_value(p) for n, p in params.items() if not p.required}
+    checkpoint = workflow.manifest.checkpoint
+    if checkpoint is not None:  # a file name: valid when it is a checkpoint the graph may load
+        files = sorted(m.file for m in workflow.manifest.models if m.folder == "checkpoints")
+        optional[checkpoint] = st.sampled_from(files)
     return st.fixed_dictionaries(required, optional=optional)
 
 
@@ -64,7 +68,8 @@ def test_values_outside_the_bounds_are_refused_by_name(name: str, data: st.DataO
     values[target] = data.draw(invalid_value(params[target]))
     with pytest.raises(ParameterError) as refused:
         bind(workflow, values, rng=random.Random(1))
-    assert any(problem.startswith(target) for problem in refused.value.problems), (
+    label = params[target].label(target)  # problems name parameters as users read them
+    assert any(problem.startswith(label) for problem in refused.value.problems), (
         refused.value.problems
     )
 
@@ -120,9 +125,11 @@ def test_unknown_names_presets_and_aspects_are_refused_clearly() -> None:
     with pytest.raises(ParameterError) as refused:
         bind(workflow, {"prompt": "p", "negative_prompt": "blurry"}, preset="ultra", aspect="wide")
     text = " | ".join(refused.value.problems)
-    assert "unknown parameter 'negative_prompt' (this workflow takes count, height" in text
-    assert "preset 'ultra' does not exist (choose fast, quality)" in text
-    assert "aspect 'wide' does not exist (landscape, portrait, square)" in text
+    title = workflow.manifest.title
+    assert f"{title} has no option “negative prompt” (its options: " in text
+    assert "mode “ultra” is not one of fast, quality" in text
+    assert "shape “wide” is not one of landscape, portrait, square" in text
+    assert "negative_prompt" not in text
 
 
 def test_a_users_image_becomes_an_input_for_the_worker() -> None:

@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from stillhouse.schemas.manifest import Purpose
+import pytest
+
+from stillhouse.schemas.manifest import Family, ParamType, Purpose
 from stillhouse.workflows.binder import BoundWorkflow, bind
 from stillhouse.workflows.checks import check_workflow
 from stillhouse.workflows.loader import WorkflowCatalog
@@ -83,7 +85,8 @@ def test_img2img_takes_the_users_image_and_a_denoise() -> None:
 
 
 def test_upscale_doubles_an_earlier_result() -> None:
-    [workflow] = CATALOG.for_purpose(Purpose.UPSCALE)
+    workflow = CATALOG.get("upscale-2x")
+    assert workflow.manifest.purpose is Purpose.UPSCALE
     fast = render(workflow.name, image="stillhouse/job1/a.png", preset="fast")
     quality = render(workflow.name, image="stillhouse/job1/a.png", preset="quality")
     assert inputs_of(fast, "2")["model_name"] == "RealESRGAN_x2.pth"
@@ -94,8 +97,10 @@ def test_upscale_doubles_an_earlier_result() -> None:
     assert {m.folder for m in workflow.manifest.models} == {"upscale_models"}
 
 
-def test_variations_make_four_new_takes_on_an_earlier_result() -> None:
-    [workflow] = CATALOG.for_purpose(Purpose.VARIATIONS)
+@pytest.mark.parametrize("name", ["sd15-variations", "sdxl-variations"])
+def test_variations_make_four_new_takes_on_an_earlier_result(name: str) -> None:
+    workflow = CATALOG.get(name)
+    assert workflow.manifest.purpose is Purpose.VARIATIONS
     first = bind(workflow, {"prompt": "a lighthouse", "image": "stillhouse/job1/a.png"})
     second = bind(workflow, {"prompt": "a lighthouse", "image": "stillhouse/job1/a.png"})
     assert inputs_of(first, "13")["amount"] == 4
@@ -107,3 +112,121 @@ def test_every_model_a_workflow_loads_is_declared_with_a_download() -> None:
     for workflow in CATALOG.workflows.values():
         assert workflow.manifest.models, workflow.name
         assert all(m.url for m in workflow.manifest.models), workflow.name
+
+
+# What the buttons under a result need in each diffusion family (FLUX: generate and img2img).
+FAMILY_PURPOSES = {
+    Family.SD15: set(Purpose) - {Purpose.UPSCALE},
+    Family.SDXL: set(Purpose) - {Purpose.UPSCALE},
+    Family.FLUX: {Purpose.GENERATE, Purpose.IMG2IMG},
+}
+
+
+@pytest.mark.parametrize("family", list(Family))
+def test_each_family_has_a_workflow_for_every_button(family: Family) -> None:
+    served = {w.manifest.purpose for w in CATALOG.workflows.values() if w.manifest.family is family}
+    assert FAMILY_PURPOSES[family] <= served, sorted(FAMILY_PURPOSES[family] - served)
+    assert {w.name for w in CATALOG.for_purpose(Purpose.UPSCALE) if w.manifest.family is None}
+
+
+def test_family_workflows_name_their_checkpoint_and_lora_socket() -> None:
+    for workflow in CATALOG.workflows.values():
+        manifest = workflow.manifest
+        if manifest.family is None:
+            assert manifest.checkpoint is None and manifest.loras is None, workflow.name
+            continue
+        assert manifest.checkpoint is not None and manifest.loras is not None, workflow.name
+        checkpoint = manifest.parameters[manifest.checkpoint]
+        assert checkpoint.type is ParamType.STRING and not checkpoint.offer, workflow.name
+        checkpoints = {m.file for m in manifest.models if m.folder == "checkpoints"}
+        assert checkpoint.default in checkpoints, workflow.name
+        loader = workflow.graph.root[checkpoint.bind[0].node]
+        assert checkpoint.bind[0].input == "ckpt_name", workflow.name
+        socket = manifest.loras
+        assert socket.model[0] in workflow.graph.root and socket.clip is not None, workflow.name
+        model_out = SCHEMAS.get(workflow.graph.root[socket.model[0]].class_type)
+        clip_out = SCHEMAS.get(workflow.graph.root[socket.clip[0]].class_type)
+        assert model_out is not None and model_out.outputs[socket.model[1]] == "MODEL"
+        assert clip_out is not None and clip_out.outputs[socket.clip[1]] == "CLIP"
+        assert loader.class_type == "CheckpointLoaderSimple", workflow.name
+
+
+def test_every_parameter_has_a_title_and_images_are_not_typed() -> None:
+    for workflow in CATALOG.workflows.values():
+        manifest = workflow.manifest
+        for name, parameter in manifest.parameters.items():
+            assert parameter.title, f"{workflow.name}: {name}"
+            if parameter.type is ParamType.IMAGE or name in ("width", "height", "model"):
+                assert not parameter.offer, f"{workflow.name}: {name}"
+
+
+def test_img2img_keeps_a_denoise_titled_strength() -> None:
+    for workflow in CATALOG.for_purpose(Purpose.IMG2IMG):
+        denoise = workflow.manifest.parameters["denoise"]
+        assert denoise.label("denoise") == "strength", workflow.name
+    sdxl = CATALOG.get("sdxl-img2img").manifest.parameters["denoise"]
+    assert (sdxl.default, sdxl.min, sdxl.max) == (0.55, 0.05, 1.0)
+
+
+@pytest.mark.parametrize("name", ["sd15-inpaint", "sdxl-inpaint"])
+def test_inpaint_repaints_where_a_mask_is_white(name: str) -> None:
+    bound = render(
+        name,
+        prompt="a red door",
+        image="stillhouse/job1/a.png",
+        mask="stillhouse/job1/mask.png",
+        count=2,
+    )
+    image, mask = bound.inputs
+    graph = bound.graph.root
+    assert inputs_of(bound, "10")["image"] == image.name
+    assert graph["14"].class_type == "LoadImageMask" and inputs_of(bound, "14") == {
+        "image": mask.name,
+        "channel": "red",  # white (1.0) repaints, black (0.0) keeps
+    }
+    assert graph["15"].class_type == "SetLatentNoiseMask"
+    assert inputs_of(bound, "3")["denoise"] == 0.9 and inputs_of(bound, "13")["amount"] == 2
+
+
+@pytest.mark.parametrize("name", ["sd15-outpaint", "sdxl-outpaint"])
+def test_outpaint_pads_the_sides_it_is_given(name: str) -> None:
+    sides = {"left": 256, "top": 256, "right": 256, "bottom": 256}
+    bound = render(name, prompt="a wide beach", image="stillhouse/job1/a.png", **sides)
+    pad = inputs_of(bound, "16")
+    assert {side: pad[side] for side in sides} == sides
+    assert bound.graph.root["17"].class_type == "VAEEncodeForInpaint"
+    assert inputs_of(bound, "3")["denoise"] == 1.0
+    for side in sides:
+        parameter = CATALOG.get(name).manifest.parameters[side]
+        assert (parameter.default, parameter.step, parameter.offer) == (0, 8, False)
+
+
+@pytest.mark.parametrize("name", ["sd15-upscale-creative", "sdxl-upscale-creative"])
+def test_creative_upscale_enlarges_then_redraws_lightly(name: str) -> None:
+    bound = render(name, prompt="a harbour", image="stillhouse/job1/a.png", preset="quality")
+    assert inputs_of(bound, "18")["model_name"] == "RealESRGAN_x2.pth"
+    assert inputs_of(bound, "11")["pixels"] == ["19", 0]
+    assert inputs_of(bound, "3")["denoise"] == 0.3
+
+
+def test_canny_follows_the_edges_of_a_control_image() -> None:
+    bound = render(
+        "sd15-canny",
+        prompt="a castle",
+        image="stillhouse/job1/a.png",
+        control_strength=0.7,
+        count=2,
+    )
+    manifest = CATALOG.get("sd15-canny").manifest
+    assert manifest.purpose is Purpose.GENERATE
+    assert manifest.parameters["image"].required
+    assert manifest.parameters["image"].label("image") == "control image"
+    assert inputs_of(bound, "22")["strength"] == 0.7
+    assert inputs_of(bound, "3")["positive"] == ["22", 0]
+    assert inputs_of(bound, "5")["batch_size"] == 2
+
+
+def test_upscale_4x_uses_the_4x_model() -> None:
+    bound = render("upscale-4x", image="stillhouse/job1/a.png", preset="fast")
+    assert inputs_of(bound, "2")["model_name"] == "RealESRGAN_x4.pth"
+    assert inputs_of(bound, "4")["scale_by"] == 1.0

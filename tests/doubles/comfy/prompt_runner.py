@@ -252,7 +252,8 @@ class Executor:
         """nodes.py SaveImage/PreviewImage with folder_paths.get_save_image_path: files
         `{prefix}_{counter:05}_.png` numbered on from what the folder already holds."""
         node = prompt.graph[node_id]
-        width, height, count = plan(upstream(prompt.graph, node_id), self.state.read_input)
+        graph = upstream(prompt.graph, node_id)
+        width, height, count = plan(graph, self.state.read_input, node_id)
         if node["class_type"] == "PreviewImage":
             kind, prefix = "temp", "ComfyUI_temp_" + "".join(random.choices(PREVIEW_LETTERS, k=5))
         else:

@@ -115,6 +115,44 @@ class Injector:
             )
         return self._deliver(ix)
 
+    def submit_form(
+        self, shown: Interaction, user_id: int, values: Mapping[str, str] | None = None
+    ) -> Interaction:
+        """The user sends the form (modal) the bot answered `shown` with: each text input
+        holds its prefilled value unless `values` (by the input's custom id) says
+        otherwise. Raises if `shown` was not answered with a form."""
+        response = shown.wait_response()
+        if response.get("type") != 9:
+            raise ValueError(f"interaction {shown.name!r} was answered with {response.get('type')}")
+        form = response["data"]
+        typed = dict(values or {})
+        rows = []
+        for row in form["components"]:
+            item = row["components"][0]
+            value = typed.pop(item["custom_id"], item.get("value") or "")
+            rows.append({"type": 1, "components": [
+                {"type": 4, "custom_id": item["custom_id"], "value": value}
+            ]})  # fmt: skip
+        if typed:
+            raise LookupError(f"the form has no inputs {sorted(typed)}")
+        data = {"custom_id": form["custom_id"], "components": rows}
+        with self.state.cond:
+            ch = self.state.channels.get(shown.channel_id) or self.state.dm_channel(
+                user_id, shown.channel_id
+            )
+            message = self.state.messages.get(shown.message_id or 0)
+            ix = events.new_interaction(
+                self.state,
+                5,
+                shown.guild_id,
+                ch,
+                user_id,
+                data,
+                name=form["custom_id"],
+                message=message,
+            )
+        return self._deliver(ix)
+
     def chatter(self, channel_id: int, count: int) -> list[Message]:
         """`count` messages of the bot's in a channel, as a busy channel fills with other
         requests' answers (no gateway events)."""

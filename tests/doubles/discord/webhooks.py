@@ -33,6 +33,54 @@ TOKEN_LIFETIME_S = 15 * 60
 CALLBACKS = {2: {4, 5, 9}, 3: {4, 5, 6, 7, 9}, 4: {8}, 5: {4, 5, 6, 7}}
 
 
+# A modal (callback 9): Discord's limits on its title, id and text inputs.
+MODAL_TITLE_MAX = 45
+MODAL_ROWS_MAX = 5
+TEXT_LABEL_MAX = 45
+TEXT_VALUE_MAX = 4000
+PLACEHOLDER_MAX = 100
+
+
+def check_modal(data: dict[str, Any]) -> None:
+    """400 50035 for a modal Discord would refuse, naming the field as Discord does."""
+    title, custom_id = data.get("title") or "", data.get("custom_id") or ""
+    if not 1 <= len(title) <= MODAL_TITLE_MAX:
+        raise form_error(
+            "data.title", "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 45 in length."
+        )
+    if not 1 <= len(custom_id) <= 100:
+        raise form_error(
+            "data.custom_id", "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length."
+        )
+    rows = data.get("components") or []
+    if not 1 <= len(rows) <= MODAL_ROWS_MAX:
+        raise form_error(
+            "data.components", "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 5 in length."
+        )
+    for r, row in enumerate(rows):
+        inputs = row.get("components") or []
+        if row.get("type") != 1 or len(inputs) != 1 or inputs[0].get("type") != 4:
+            raise form_error(
+                f"data.components.{r}", "COMPONENT_LAYOUT_WIDTH_EXCEEDED", "One text input a row."
+            )
+        item = inputs[0]
+        where = f"data.components.{r}.components.0"
+        if not 1 <= len(item.get("label") or "") <= TEXT_LABEL_MAX:
+            raise form_error(
+                f"{where}.label", "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 45 in length."
+            )
+        if len(item.get("value") or "") > TEXT_VALUE_MAX:
+            raise form_error(
+                f"{where}.value", "BASE_TYPE_MAX_LENGTH", "Must be 4000 or fewer in length."
+            )
+        if len(item.get("placeholder") or "") > PLACEHOLDER_MAX:
+            raise form_error(
+                f"{where}.placeholder", "BASE_TYPE_MAX_LENGTH", "Must be 100 or fewer in length."
+            )
+        if item.get("style") not in (1, 2):
+            raise form_error(f"{where}.style", "BASE_TYPE_CHOICES", "Must be one of (1, 2).")
+
+
 class Webhooks:
     def __init__(self, state: State, gateway: Gateway) -> None:
         self.state = state
@@ -71,6 +119,8 @@ class Webhooks:
             messages.check(data, files, limit, creating=kind == 4)
         if kind == 8 and len(data.get("choices") or []) > 25:
             raise form_error("data.choices", "BASE_TYPE_MAX_LENGTH", "Max 25.")
+        if kind == 9:
+            check_modal(data)
         with self.state.cond:
             event, msg = self._respond(ix, kind, data, files)
             ix.response = {"type": kind, "data": data}

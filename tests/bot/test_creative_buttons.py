@@ -1,0 +1,231 @@
+"""The buttons under an SDXL result, pressed through the real discord.py and the Discord
+emulator: Vary (Subtle, Strong), Upscale (2x, Creative), Zoom Out, Variations, Remix
+(a form), Enhance and Vary (Region) each queue a job that stays SDXL, with the source's
+prompt and checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import Engine
+
+from stillhouse.queue.records import JobRecord
+from stillhouse.services import Services
+from tests.bot.conftest import bot_settings, empty_moderation, make_services
+from tests.bot.harness import (
+    CHANNEL,
+    GUILD,
+    USER,
+    buttons,
+    finish,
+    queued_id,
+    running_bot,
+    wait_answer,
+)
+from tests.doubles.discord import DiscordEmulator, Interaction, Message
+
+PROMPT = "a lighthouse at dawn"
+PROMPTED = PROMPT + ", neon"  # the LoRA's trigger word, added
+SDXL_FAMILY = {
+    "sdxl-txt2img",
+    "sdxl-img2img",
+    "sdxl-variations",
+    "sdxl-upscale-creative",
+    "sdxl-outpaint",
+    "sdxl-inpaint",
+}
+JUGGERNAUT = "juggernaut_xl_v9.safetensors"
+MODELS = """
+[checkpoints.juggernaut]
+title = "Juggernaut XL"
+family = "sdxl"
+file = "juggernaut_xl_v9.safetensors"
+
+[loras.glow]
+title = "Neon Glow"
+family = "sdxl"
+file = "glow-xl.safetensors"
+trigger_words = ["neon"]
+
+[loras.ink]
+title = "Ink Wash"
+family = "sdxl"
+file = "secret-ink-xl.safetensors"
+access = { roles = [1300000000000000399] }
+"""
+
+
+@pytest.fixture
+def services(mariadb_engine: Engine, mariadb_url: str, tmp_path: Path) -> Services:
+    empty_moderation(mariadb_engine)
+    settings = bot_settings(
+        mariadb_url,
+        tmp_path,
+        {"per_minute": 1000, "max_active_jobs": 100},
+        api={"edit_link_secret": SecretStr("s" * 32), "public_url": "https://sh.example"},
+        delivery_interval_s=0.05,
+        progress_interval_s=0.1,
+    )
+    models = tmp_path / "models.toml"
+    models.write_text(MODELS)
+    workflows = settings.workflows.model_copy(update={"models_file": models})
+    return make_services(mariadb_engine, settings.model_copy(update={"workflows": workflows}))
+
+
+def sdxl_result(emu: DiscordEmulator, services: Services) -> tuple[JobRecord, Message]:
+    """/serve with `workflow:sdxl` (a loose name), a catalog checkpoint and a LoRA,
+    finished with one image."""
+    options = {
+        "prompt": PROMPT,
+        "workflow": "sdxl",
+        "count": 1,
+        "model": "Juggernaut XL",
+        "loras": "glow:0.7",
+    }
+    ix = emu.slash_command(GUILD, CHANNEL, USER, "serve", options=options)
+    public_id = queued_id(ix)
+    assert f"“{PROMPTED}”" in ix.wait_response()["data"]["content"], "the prompt is echoed"
+    finish(services, public_id)
+    result = wait_answer(emu, ix, public_id)
+    job = services.queue.get(public_id)
+    assert job is not None and job.workflow_name == "sdxl-txt2img"
+    assert job.params.root["model"] == JUGGERNAUT
+    assert job.params.root["loras"] == "glow-xl.safetensors:0.7"
+    return job, result
+
+
+def pressed(emu: DiscordEmulator, services: Services, result: Message, custom_id: str) -> JobRecord:
+    """Click a button that queues a job; the job it queued."""
+    ix = emu.click(result, custom_id, USER)
+    return queued_job(services, ix)
+
+
+def queued_job(services: Services, ix: Interaction) -> JobRecord:
+    public_id = queued_id(ix)
+    job = services.queue.get(public_id)
+    assert job is not None, ix.wait_response()
+    return job
+
+
+def test_every_button_under_an_sdxl_result_keeps_sdxl_its_prompt_and_checkpoint(
+    emu: DiscordEmulator, services: Services
+) -> None:
+    with running_bot(services, emu):
+        source, result = sdxl_result(emu, services)
+        j = source.public_id
+        offered = set(buttons(result))
+        expected = {
+            f"sh:s:{j}:0",  # Vary (Subtle)
+            f"sh:t:{j}:0",  # Vary (Strong)
+            f"sh:g:{j}:0",  # Vary (Region)
+            f"sh:u:{j}:0",  # Upscale (2x)
+            f"sh:c:{j}:0",  # Upscale (Creative)
+            f"sh:z:{j}:0",  # Zoom Out 1.5x
+            f"sh:w:{j}:0",  # Zoom Out 2x
+            f"sh:h:{j}:0",  # Pan left
+            f"sh:l:{j}:0",  # Pan right
+            f"sh:r:{j}",
+            f"sh:m:{j}",
+            f"sh:d:{j}",
+        }
+        assert expected <= offered, offered
+        [image] = source.result.images if source.result else []
+
+        subtle = pressed(emu, services, result, f"sh:s:{j}:0")
+        strong = pressed(emu, services, result, f"sh:t:{j}:0")
+        assert subtle.workflow_name == strong.workflow_name == "sdxl-img2img"
+        assert (subtle.params.root["denoise"], strong.params.root["denoise"]) == (0.35, 0.7)
+
+        creative = pressed(emu, services, result, f"sh:c:{j}:0")
+        assert creative.workflow_name == "sdxl-upscale-creative"
+
+        zoom = pressed(emu, services, result, f"sh:z:{j}:0")
+        zoom2 = pressed(emu, services, result, f"sh:w:{j}:0")
+        assert zoom.workflow_name == zoom2.workflow_name == "sdxl-outpaint"
+        assert zoom.params.root["left"] == 16 and zoom2.params.root["left"] == 32  # 64 px wide
+        assert zoom2.params.root["top"] == 24  # 48 px high: half of it above
+
+        left = pressed(emu, services, result, f"sh:h:{j}:0")
+        down = pressed(emu, services, result, f"sh:j:{j}:0")
+        assert left.workflow_name == down.workflow_name == "sdxl-outpaint"
+        assert (left.params.root["left"], left.params.root["right"]) == (32, 0)
+        assert (down.params.root["bottom"], down.params.root["top"]) == (24, 0)
+
+        for job in (subtle, strong, creative, zoom, zoom2, left, down):
+            assert job.params.root["prompt"] == PROMPTED
+            assert job.params.root["model"] == JUGGERNAUT
+            assert job.params.root["loras"] == "glow-xl.safetensors:0.7"
+            loaders = [n for n in job.graph.root.values() if n.class_type == "LoraLoader"]
+            assert [n.inputs["lora_name"] for n in loaders] == ["glow-xl.safetensors"]
+            assert job.params.root["image"] == image.key
+            assert job.workflow_name in SDXL_FAMILY
+
+        # Upscale (2x) runs the model upscaler, which knows no family; its result's
+        # buttons still lead back to SDXL.
+        press = emu.click(result, f"sh:u:{j}:0", USER)
+        upscale = queued_job(services, press)
+        assert upscale.workflow_name == "upscale-2x"
+        finish(services, upscale.public_id)
+        upscaled = wait_answer(emu, press, upscale.public_id)
+        assert f"sh:u:{upscale.public_id}:0" not in buttons(upscaled), "not larger again"
+        again = pressed(emu, services, upscaled, f"sh:s:{upscale.public_id}:0")
+        assert again.workflow_name == "sdxl-img2img" and again.params.root["prompt"] != ""
+
+
+def test_remix_opens_a_form_with_the_prompt_and_options_and_runs_what_is_sent(
+    emu: DiscordEmulator, services: Services
+) -> None:
+    with running_bot(services, emu):
+        source, result = sdxl_result(emu, services)
+        ix = emu.click(result, f"sh:m:{source.public_id}", USER)
+        form = ix.wait_response()
+        assert form["type"] == 9
+        fields = {
+            row["components"][0]["custom_id"]: row["components"][0]
+            for row in form["data"]["components"]
+        }
+        assert fields["prompt"]["value"] == PROMPTED
+        labels = {row["components"][0]["label"] for row in form["data"]["components"]}
+        # The prompt and the workflow's first four options, by the names users read.
+        assert labels == {"Prompt", "Negative prompt", "Steps", "Guidance", "Sampler"}
+        assert fields["negative_prompt"]["value"] == source.params.root["negative_prompt"]
+        sent = emu.submit_form(ix, USER, {"prompt": "a lighthouse at night", "steps": "30"})
+        remixed = queued_job(services, sent)
+        assert remixed.workflow_name == "sdxl-txt2img"
+        # The LoRA carried along brings its trigger word back.
+        assert remixed.params.root["prompt"] == "a lighthouse at night, neon"
+        assert remixed.params.root["loras"] == "glow-xl.safetensors:0.7"
+        assert remixed.params.root["steps"] == 30
+        assert remixed.params.root["model"] == JUGGERNAUT
+        assert remixed.params.root["seed"] != source.params.root["seed"], "a new seed"
+
+
+def test_vary_region_sends_its_presser_a_link_to_the_editor(
+    emu: DiscordEmulator, services: Services
+) -> None:
+    with running_bot(services, emu):
+        source, result = sdxl_result(emu, services)
+        ix = emu.click(result, f"sh:g:{source.public_id}:0", USER)
+        answer = ix.wait_response()
+        assert answer["type"] == 4 and answer["data"]["flags"] & 64, "only the presser sees it"
+        assert "components" in answer["data"], answer["data"]
+        [link] = [
+            c["url"]
+            for row in answer["data"]["components"]
+            for c in row["components"]
+            if c.get("url")
+        ]
+        assert link.startswith("https://sh.example/edit/")
+
+
+def test_a_private_lora_is_refused_to_others_with_a_sentence(
+    emu: DiscordEmulator, services: Services
+) -> None:
+    with running_bot(services, emu):
+        options = {"prompt": PROMPT, "workflow": "sdxl", "loras": "ink wash:0.5"}
+        ix = emu.slash_command(GUILD, CHANNEL, USER, "serve", options=options)
+        text = ix.wait_response()["data"]["content"]
+        assert "“Ink Wash”" in text and "secret-ink" not in text, text
+        assert services.queue.get_by_interaction(ix.id) is None
