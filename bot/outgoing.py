@@ -84,14 +84,14 @@ def offered_actions(public_id: str, payload: ResultPayload, services: Services) 
     workflow takes a prompt, Enhance where prompt help is on too."""
     catalog = services.catalog
     workflow = catalog.workflows.get(payload.workflow_name)
-    job = services.queue.get(public_id)
-    if workflow is None or job is None:
+    if workflow is None:
         return set()
-    prefix, preferred = (
-        services.settings.storage.s3_prefix,
-        services.settings.bot.preferred_workflows(),
-    )
-    family = family_of(job, catalog, services.queue.get, prefix)
+    prefix = services.settings.storage.s3_prefix
+    preferred = services.settings.bot.preferred_workflows()
+    family = workflow.manifest.family
+    if family is None:  # an upscale: the family of what it enlarged (database reads)
+        job = services.queue.get(public_id)
+        family = family_of(job, catalog, services.queue.get, prefix) if job else None
     offered: set[Action] = set()
     for action, follow_up in FOLLOW_UPS.items():
         try:

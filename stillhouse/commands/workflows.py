@@ -42,10 +42,12 @@ def list_workflows() -> None:
     for name in catalog.names():
         workflow = catalog.workflows[name]
         manifest = workflow.manifest
-        click.echo(f"{workflow.name:<24} {manifest.purpose.value:<10} {manifest.title}")
-        click.echo(f"{'':<35} from: {_shown_origin(workflow)} ({workflow.source})")
-        click.echo(f"{'':<35} parameters: {', '.join(manifest.parameters)}")
-        click.echo(f"{'':<35} presets: {', '.join(manifest.presets)}")
+        family = manifest.family.value if manifest.family else "any"
+        purpose = f"{manifest.purpose.value} ({family})"
+        click.echo(f"{workflow.name:<24} {purpose:<25} {manifest.title}")
+        click.echo(f"{'':<50} from: {_shown_origin(workflow)} ({workflow.source})")
+        click.echo(f"{'':<50} parameters: {', '.join(manifest.parameters)}")
+        click.echo(f"{'':<50} presets: {', '.join(manifest.presets)}")
     click.echo(catalog.summary(), err=True)
     for problem in catalog.problems:
         click.echo(f"broken: {problem}", err=True)

@@ -137,7 +137,10 @@ def _merge(
             if manifest.aspects:
                 problems.append(f"shape “{aspect}” is not one of {_listing(manifest.aspects)}")
             else:
-                problems.append(f"{manifest.title} makes images the size of its input: no shape")
+                problems.append(
+                    f"{manifest.title} keeps the shape of the picture it starts from, "
+                    f"so it takes no shape “{aspect}”"
+                )
         else:
             merged["width"], merged["height"] = manifest.aspects[aspect]
     unknown = sorted(set(values) - set(manifest.parameters))

@@ -5,15 +5,19 @@ prompt and checkpoint."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
 from pydantic import SecretStr
 from sqlalchemy import Engine
 
+from api.app import make_app
 from stillhouse.queue.records import JobRecord
 from stillhouse.services import Services
-from tests.bot.conftest import bot_settings, empty_moderation, make_services
+from tests.bot.conftest import bot_settings, empty_moderation, enable_prompt_help, make_services
 from tests.bot.harness import (
     CHANNEL,
     GUILD,
@@ -25,9 +29,12 @@ from tests.bot.harness import (
     wait_answer,
 )
 from tests.doubles.discord import DiscordEmulator, Interaction, Message
+from tests.doubles.openai_chat import OpenAIChatDouble
+from tests.support import wait_until
 
 PROMPT = "a lighthouse at dawn"
 PROMPTED = PROMPT + ", neon"  # the LoRA's trigger word, added
+ENHANCED = ", golden hour lighting, wide shot, highly detailed"  # the chat double's rewrite
 SDXL_FAMILY = {
     "sdxl-txt2img",
     "sdxl-img2img",
@@ -174,6 +181,25 @@ def test_every_button_under_an_sdxl_result_keeps_sdxl_its_prompt_and_checkpoint(
         assert again.workflow_name == "sdxl-img2img" and again.params.root["prompt"] != ""
 
 
+def test_a_grids_variations_and_enhance_keep_sdxl(
+    emu: DiscordEmulator, services: Services, openai_chat: OpenAIChatDouble
+) -> None:
+    enable_prompt_help(services, openai_chat)
+    with running_bot(services, emu):
+        options = {"prompt": PROMPT, "workflow": "sdxl", "count": 2, "model": "juggernaut"}
+        ix = emu.slash_command(GUILD, CHANNEL, USER, "serve", options=options)
+        public_id = queued_id(ix)
+        finish(services, public_id, images=2)
+        result = wait_answer(emu, ix, public_id)
+        variations = pressed(emu, services, result, f"sh:v:{public_id}:1")
+        assert variations.workflow_name == "sdxl-variations"
+        assert variations.params.root["model"] == JUGGERNAUT
+        enhanced = pressed(emu, services, result, f"sh:e:{public_id}")
+        assert enhanced.workflow_name == "sdxl-txt2img"
+        assert enhanced.params.root["model"] == JUGGERNAUT
+        assert enhanced.params.root["prompt"] == PROMPT + ENHANCED
+
+
 def test_remix_opens_a_form_with_the_prompt_and_options_and_runs_what_is_sent(
     emu: DiscordEmulator, services: Services
 ) -> None:
@@ -202,7 +228,7 @@ def test_remix_opens_a_form_with_the_prompt_and_options_and_runs_what_is_sent(
         assert remixed.params.root["seed"] != source.params.root["seed"], "a new seed"
 
 
-def test_vary_region_sends_its_presser_a_link_to_the_editor(
+def test_vary_region_links_to_the_editor_whose_inpaint_result_stays_sdxl_and_arrives_here(
     emu: DiscordEmulator, services: Services
 ) -> None:
     with running_bot(services, emu):
@@ -210,14 +236,45 @@ def test_vary_region_sends_its_presser_a_link_to_the_editor(
         ix = emu.click(result, f"sh:g:{source.public_id}:0", USER)
         answer = ix.wait_response()
         assert answer["type"] == 4 and answer["data"]["flags"] & 64, "only the presser sees it"
-        assert "components" in answer["data"], answer["data"]
         [link] = [
             c["url"]
-            for row in answer["data"]["components"]
+            for row in answer["data"].get("components", [])
             for c in row["components"]
             if c.get("url")
         ]
         assert link.startswith("https://sh.example/edit/")
+        with TestClient(make_app(services)) as web:
+            sent = web.post(
+                link.removeprefix("https://sh.example"),
+                data={"prompt": "a red door"},
+                files={"mask": ("mask.png", region_mask(64, 48), "image/png")},
+            )
+        assert sent.status_code == 202, sent.text
+        inpaint = services.queue.get(sent.json()["id"])
+        assert inpaint is not None and inpaint.workflow_name == "sdxl-inpaint"
+        assert inpaint.params.root["model"] == JUGGERNAUT
+        assert inpaint.params.root["loras"] == "glow-xl.safetensors:0.7"
+        assert inpaint.params.root["prompt"] == "a red door, neon"
+        [(_, image)] = finish(services, inpaint.public_id, colors=["red"])
+
+        def posted() -> list[Message]:
+            return [
+                m
+                for m in emu.channel_messages(CHANNEL)
+                if f"`{inpaint.public_id}`" in m.content and m.attachments
+            ]
+
+        [message] = wait_until(posted, 15, what="the inpaint result in the channel")
+        assert [a.data for a in message.attachments] == [image]
+
+
+def region_mask(width: int, height: int) -> bytes:
+    """White where to repaint: a square in the middle."""
+    mask = Image.new("L", (width, height), 0)
+    mask.paste(255, (16, 12, 48, 36))
+    buffer = io.BytesIO()
+    mask.save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def test_a_private_lora_is_refused_to_others_with_a_sentence(
