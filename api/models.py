@@ -151,6 +151,9 @@ class WorkflowOut(BaseModel):
     name: str
     title: str
     description: str
+    purpose: str = Field(description="generate (a prompt) or img2img (a prompt and image_url)")
+    family: str | None = Field(description="model family: sd15, sdxl, flux (for `model`, `loras`)")
+    takes_loras: bool = Field(description="whether `loras` may be given")
     parameters: list[str]
     presets: list[str]
     aspects: list[str]

@@ -191,8 +191,14 @@ def test_a_stream_hears_the_end_at_once_not_at_its_next_look(
 
 
 def test_workflows_openapi_and_playground(client: TestClient) -> None:
-    names = [w["name"] for w in client.get("/v1/workflows").json()]
-    assert "sd15-txt2img" in names and "upscale-2x" not in names
+    listed = {w["name"]: w for w in client.get("/v1/workflows").json()}
+    assert "sd15-txt2img" in listed and "upscale-2x" not in listed, "buttons' workflows"
+    sdxl_image = listed["sdxl-img2img"]
+    assert (sdxl_image["purpose"], sdxl_image["family"], sdxl_image["takes_loras"]) == (
+        "img2img",
+        "sdxl",
+        True,
+    )
     spec = client.get("/openapi.json").json()
     assert {"/v1/generations", "/v1/generations/{generation_id}", "/v1/workflows"} <= set(
         spec["paths"]
