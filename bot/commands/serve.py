@@ -54,7 +54,7 @@ Visibility = str  # "public", "spoiler" or "private"
 
 def serve_command(ctx: BotContext) -> app_commands.Command[Any, ..., None]:
     """The /serve command bound to this process's services."""
-    prompts = PromptHelper(ctx.services.settings.prompt_help)
+    prompts = ctx.prompt_help
 
     @app_commands.command(name="serve", description="Make images from a prompt")
     @app_commands.describe(

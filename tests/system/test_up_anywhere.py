@@ -26,11 +26,12 @@ from tests.support import free_port, wait_until
 
 SHIPPED = Path(str(shipped_workflows()))
 SHIPPED_NAMES = {p.stem for p in SHIPPED.glob("*.toml")}
-# What GET /v1/workflows offers: the others serve the bot's Upscale and Variations buttons.
+# What GET /v1/workflows offers (text to image, and image to image for a picture): the
+# others serve the buttons under a result.
 SHIPPED_GENERATE = {
     p.stem
     for p in SHIPPED.glob("*.toml")
-    if tomllib.loads(p.read_text()).get("purpose", "generate") == "generate"
+    if tomllib.loads(p.read_text()).get("purpose", "generate") in ("generate", "img2img")
 }
 # A cold start (imports, migrations) takes seconds on a busy machine; the failure this
 # guards against lasted TIME_WAIT's 60 s, so a bound well below that tells them apart.
