@@ -26,7 +26,14 @@ from bot.replies import (
 from bot.views import FOLLOW_UPS, Action, queued_view
 from stillhouse.edit_links import edit_link
 from stillhouse.followups import FollowUp, NotOffered, plan
-from stillhouse.intake import Accepted, GenerationRequest, Intake, Refusal, Requester
+from stillhouse.intake import (
+    NOT_YOURS,
+    Accepted,
+    GenerationRequest,
+    Intake,
+    Refusal,
+    Requester,
+)
 from stillhouse.prompt_help import PromptHelper
 from stillhouse.queue.records import CancelOutcome, JobRecord
 from stillhouse.schemas.manifest import ParamValue
@@ -178,6 +185,8 @@ class Buttons:
         """A link to the web editor, for the presser only: they paint the region there and
         the result arrives here like any other."""
         image = self._image(job, index)
+        if interaction.user.id != job.routing.user_id:
+            raise Refusal(NOT_YOURS, "forbidden")  # as the intake says it for the others
         number = job.result.images.index(image) if job.result else 0
         requester = requester_of(interaction, self._s)
         link = edit_link(

@@ -21,6 +21,7 @@ from tests.bot.conftest import bot_settings, empty_moderation, enable_prompt_hel
 from tests.bot.harness import (
     CHANNEL,
     GUILD,
+    OTHER_USER,
     USER,
     buttons,
     finish,
@@ -286,3 +287,14 @@ def test_a_private_lora_is_refused_to_others_with_a_sentence(
         text = ix.wait_response()["data"]["content"]
         assert "“Ink Wash”" in text and "secret-ink" not in text, text
         assert services.queue.get_by_interaction(ix.id) is None
+
+
+def test_someone_elses_result_is_not_varied_or_repainted_by_another_user(
+    emu: DiscordEmulator, services: Services
+) -> None:
+    with running_bot(services, emu):
+        source, result = sdxl_result(emu, services)
+        for button in (f"sh:g:{source.public_id}:0", f"sh:s:{source.public_id}:0"):
+            ix = emu.click(result, button, OTHER_USER)
+            text = ix.wait_response()["data"]["content"]
+            assert text.startswith("You can only use your own images"), (button, text)
