@@ -32,7 +32,8 @@ from stillhouse.services import Services
 from stillhouse.storage.base import new_key
 from tests.bot.conftest import make_services
 from tests.bot.harness import CHANNEL, GUILD, USER
-from tests.browser.conftest import OpenPage
+from tests.browser.conftest import SIZES, OpenPage
+from tests.browser.test_playground import assert_fits
 from tests.support import free_port, wait_until
 
 SECRET = "vary-region-browser-secret-0123456789"
@@ -163,3 +164,21 @@ def test_a_tampered_link_shows_why_it_opens_nothing(
     )
     expect(page.locator("#status")).to_have_class("error")
     expect(page.locator("#editor")).to_be_hidden()
+
+
+@pytest.mark.parametrize("size", sorted(SIZES))
+def test_the_editor_fits_the_screen_and_paints_at_desktop_and_phone_widths(
+    editor_app: Running, open_page: OpenPage, size: str
+) -> None:
+    services = editor_app.services
+    url = edit_link(services.settings, discord_result(services), 0, USER, GUILD, CHANNEL, 0)
+    assert url is not None
+    page = open_page(url, SIZES[size])
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    assert_fits(page)
+    box = page.locator("#paint").bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= SIZES[size]["width"]
+    stroke(page, [(0.3, 0.5), (0.7, 0.5)])
+    page.click("#submit")
+    expect(page.locator("#status")).to_contain_text("Sent: the result will appear in Discord.")
+    assert_fits(page)
