@@ -1,45 +1,29 @@
-"""What each button does: Reroll, Upscale and Variations queue a new job through the
-same intake as /serve; Delete and Cancel act on the job for its requester only."""
+"""What each button does: Reroll, Remix, Enhance and the follow-ups of a result (Vary,
+Upscale, Zoom Out, Pan, Variations: stillhouse.followups) queue a new job through the same
+intake as /serve (bot.queueing); Vary Region answers with a link to the web editor;
+Delete and Cancel act on the job for its requester only."""
 
 from __future__ import annotations
 
 import asyncio
 import io
 import logging
-from datetime import timedelta
 
 import discord
-from pydantic import SecretStr
 
 from bot import messages
+from bot.context import BotContext
 from bot.options import REMIX_FORM, enhanced_note, form_id, remix_modal, submitted
-from bot.progress import ProgressTracker
-from bot.replies import (
-    age_restricted,
-    asker_of,
-    claim_interaction,
-    guarded,
-    reply,
-    tiers_by_role,
-    within_ack_budget,
-)
-from bot.views import FOLLOW_UPS, Action, queued_view
+from bot.queueing import queue_request, requester_of
+from bot.replies import age_restricted, claim_interaction, guarded, reply
+from bot.views import FOLLOW_UPS, Action
 from stillhouse.edit_links import edit_link
 from stillhouse.followups import FollowUp, NotOffered, plan
-from stillhouse.intake import (
-    NOT_YOURS,
-    Accepted,
-    GenerationRequest,
-    Intake,
-    Refusal,
-    Requester,
-)
-from stillhouse.prompt_help import PromptHelper
+from stillhouse.intake import NOT_YOURS, GenerationRequest, Refusal
 from stillhouse.queue.records import CancelOutcome, JobRecord
 from stillhouse.schemas.manifest import ParamValue
 from stillhouse.schemas.states import JobStatus
 from stillhouse.schemas.worker_io import ImageRef
-from stillhouse.services import Services
 
 log = logging.getLogger(__name__)
 _CANCELLED = {
@@ -53,11 +37,10 @@ _CANCELLED = {
 class Buttons:
     """Handles every JobButton press."""
 
-    def __init__(self, services: Services, intake: Intake, tracker: ProgressTracker) -> None:
-        self._s = services
-        self._intake = intake
-        self._tracker = tracker
-        self._prompts = PromptHelper(services.settings.prompt_help)
+    def __init__(self, ctx: BotContext) -> None:
+        self._ctx = ctx
+        self._s = ctx.services
+        self._prompts = ctx.prompt_help
 
     async def press(
         self, interaction: discord.Interaction, action: Action, job: str, index: int | None
@@ -248,7 +231,7 @@ class Buttons:
         if not isinstance(prompt, str):
             raise Refusal("That request has no prompt to enhance.")
         await interaction.response.defer(thinking=True)
-        enhancement = await self._prompts.enhance(prompt)
+        enhancement = await self._prompts.enhance(prompt, interaction=interaction.id)
         values = {k: v for k, v in job.params.root.items() if k != "seed"}
         values["prompt"] = enhancement.prompt
         purpose = self._s.catalog.get(job.workflow_name).manifest.purpose
@@ -258,33 +241,8 @@ class Buttons:
     async def _queue(
         self, interaction: discord.Interaction, request: GenerationRequest, note: str = ""
     ) -> None:
-        requester = requester_of(interaction, self._s)
-
-        def admit() -> Accepted:  # in a thread: reads the server's settings first
-            own = self._intake.server(interaction.guild_id, interaction.channel_id)
-            roles = tiers_by_role(own, interaction)
-            bound = self._intake.prepare(
-                request,
-                interaction.guild_id,
-                own,
-                age_restricted=age_restricted(interaction),
-                asker=asker_of(interaction),
-            )
-            return self._intake.submit(bound, requester.model_copy(update={"tier_roles": roles}))
-
-        accepted = await within_ack_budget(interaction, admit)
-        job = accepted.enqueued.job
-        prompt = accepted.bound.params.root.get("prompt")
-        text = messages.queued(
-            job.public_id,
-            accepted.position,
-            reused_from=job.reused_from,
-            prompt=prompt if isinstance(prompt, str) else None,
-        )
-        text = f"{note}\n{text}" if note else text
-        await reply(interaction, text, ephemeral=False, view=queued_view(job.public_id))
-        if job.reused_from is None:
-            self._tracker.track(job.public_id, interaction, shown=text)
+        # The result's values, not the presser's /settings defaults.
+        await queue_request(self._ctx, interaction, request, note=note, user_defaults=False)
 
     def _image(self, job: JobRecord, index: int | None) -> ImageRef:
         if job.status is not JobStatus.SUCCEEDED or job.result is None:
@@ -300,23 +258,3 @@ class Buttons:
         if user.id == job.routing.user_id or user.id in self._s.settings.bot.admin_list():
             return
         raise Refusal(f"Only the person who asked can {verb} this.")
-
-
-def requester_of(interaction: discord.Interaction, services: Services) -> Requester:
-    """Who is asking, and the interaction that will carry the answer."""
-    guild = interaction.guild
-    client = interaction.client
-    shard = guild.shard_id if guild is not None else 0
-    if guild is None and interaction.guild_id is not None and client.shard_count:
-        shard = (interaction.guild_id >> 22) % client.shard_count
-    lifetime = timedelta(seconds=services.settings.bot.token_lifetime_s)
-    return Requester(
-        source="discord",
-        user_id=interaction.user.id,
-        guild_id=interaction.guild_id,
-        channel_id=interaction.channel_id,
-        shard_id=shard,
-        request_id=interaction.id,
-        reply_token=SecretStr(interaction.token),
-        reply_token_expires_at=interaction.created_at + lifetime,
-    )

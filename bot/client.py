@@ -60,10 +60,10 @@ class StillhouseBot(discord.AutoShardedClient):
         metrics.watch_gateway(lambda: self.latencies)
         self.tracker = ProgressTracker(services, self.metrics)
         self.intake = services.intake
-        self.buttons = Buttons(services, self.intake, self.tracker)
+        self.context = BotContext(services, self.intake, self.tracker)
+        self.buttons = Buttons(self.context)
         limiter = GlobalLimiter(services.locks, services.settings.bot.global_rate_per_s)
         self.delivery = DeliveryLoop(self, services, limiter, self.owner, self.metrics)
-        self.context = BotContext(services, self.intake, self.tracker)
         for command in all_commands(self.context):
             self.tree.add_command(command)
         self.tree.on_error = self._on_command_error  # type: ignore[method-assign]

@@ -23,6 +23,7 @@ from bot import messages
 from stillhouse.intake import Refusal
 from stillhouse.prompt_help import Enhancement
 from stillhouse.queue.records import JobRecord
+from stillhouse.schemas.jobs import Visibility
 from stillhouse.schemas.manifest import Parameter, ParamType, ParamValue
 from stillhouse.workflows.loader import Workflow, loose
 
@@ -40,7 +41,8 @@ SERVE_FORM = re.compile(
     r":(?P<count>[0-9]?):(?P<seed>[0-9]*):(?P<visibility>[psx])"
 )
 REMIX_FORM = re.compile(r"sh:R:(?P<job>[A-Za-z0-9_-]{1,32})")
-VISIBILITY = {"public": "p", "spoiler": "s", "private": "x"}
+VISIBILITY: dict[Visibility, str] = {"public": "p", "spoiler": "s", "private": "x"}
+FORM_VISIBILITY = {letter: seen for seen, letter in VISIBILITY.items()}
 _PAIR = re.compile(r"\s*([^=,]+?)\s*=\s*([^,]*?)\s*(?:,|$)")
 
 
@@ -97,7 +99,7 @@ def serve_form_id(
     aspect: str | None,
     count: int | None,
     seed: int | None,
-    visibility: str,
+    visibility: Visibility,
 ) -> str:
     """The custom id of /serve's More options form: what it cannot show."""
     return (

@@ -31,6 +31,7 @@ from stillhouse.config import IntakeSettings, StorageSettings, WorkerSettings
 from stillhouse.db.engine import is_outage
 from stillhouse.errors import StillhouseError
 from stillhouse.filters import ContentFilter, FilterFile
+from stillhouse.followups import NotOffered, workflow_for
 from stillhouse.hints import JOBS, Hints, InProcessHints
 from stillhouse.inputs import (
     ResultOf,
@@ -49,8 +50,8 @@ from stillhouse.queue.records import Enqueued, JobRecord, QueuePosition
 from stillhouse.queue.reuse import reuse_key
 from stillhouse.queue.timing import Clock, utcnow
 from stillhouse.schemas.guilds import GuildConfig
-from stillhouse.schemas.jobs import NewJob, Routing
-from stillhouse.schemas.manifest import ParamValue, Purpose
+from stillhouse.schemas.jobs import NewJob, Routing, Visibility
+from stillhouse.schemas.manifest import SERVED, ParamValue, Purpose
 from stillhouse.schemas.states import JobStatus
 from stillhouse.schemas.users import UserConfig
 from stillhouse.tiers import SPANS, Tier, Tiers, load_tiers
@@ -120,7 +121,7 @@ class Requester(BaseModel):
     tier_roles: list[str] = Field(
         default_factory=list, description="tiers the user's roles give in that server"
     )
-    visibility: Literal["public", "spoiler", "private"] = "public"
+    visibility: Visibility = "public"
 
 
 class GenerationRequest(BaseModel):
@@ -218,7 +219,7 @@ class Intake:
         `asker`: the user and their role ids, for the catalog's private models (None:
         nobody in particular: public models, and those of the server `guild_id`)."""
         own, mine = own or GuildConfig(), mine or UserConfig()
-        workflow = self._workflow(request, own, mine)
+        workflow = self.workflow_for(request, own, mine)
         presets, aspects = workflow.manifest.presets, workflow.manifest.aspects
         # What the request says; else the user's default, then the server's, where this
         # workflow has it.
@@ -241,7 +242,7 @@ class Intake:
                         "adult content only in age-restricted channels, and this one is not."
                     )
         if request.image is not None:
-            values[self._image_parameter(workflow)] = self._checked_image(request.image)
+            values[self._image_parameter(workflow)] = self.checked_image(request.image)
         who = asker or Asker()
         who = Asker(who.user_id, guild_id if guild_id is not None else who.guild_id, who.role_ids)
         try:
@@ -425,15 +426,17 @@ class Intake:
             # Found after a try whose commit we did not hear about: that job is ours.
             return Enqueued(job=enqueued.job, created=True) if tried else enqueued
 
-    def _workflow(self, request: GenerationRequest, own: GuildConfig, mine: UserConfig) -> Workflow:
-        # The user's default, then the server's, while the catalog has them; else the
-        # operators'.
+    def workflow_for(
+        self, request: GenerationRequest, own: GuildConfig, mine: UserConfig
+    ) -> Workflow:
+        """The workflow `request` runs: the one it names (loosely), else the user's
+        default, then the server's while the catalog has them, else the operators'; for
+        /serve a text-to-image or image-to-image one, the family's image-to-image one when
+        a picture comes with a text-to-image workflow. Refusal when there is none."""
         name = request.workflow or _first_in(self.catalog.workflows, mine.workflow, own.workflow)
         name = name or self.settings.default_workflow
         # /serve takes text-to-image workflows and, with a picture, image-to-image ones.
-        purposes = [request.purpose]
-        if request.purpose is Purpose.GENERATE:
-            purposes.append(Purpose.IMG2IMG)
+        purposes = SERVED if request.purpose is Purpose.GENERATE else (request.purpose,)
         workflow: Workflow | None = None
         for purpose in purposes:
             try:
@@ -442,7 +445,7 @@ class Intake:
             except UnknownWorkflow as exc:
                 unknown = exc
         if workflow is None:
-            raise Refusal(str(unknown).capitalize() + ". See the list of workflows.") from None
+            raise Refusal(str(unknown).capitalize() + ". See the list of workflows.")
         if workflow.manifest.purpose not in purposes:
             raise Refusal(
                 f"{workflow.manifest.title} is not a workflow for this. See the list of workflows."
@@ -456,8 +459,10 @@ class Intake:
         family = workflow.manifest.family
         if family is None:
             return None
-        same = [w for w in self.catalog.for_purpose(Purpose.IMG2IMG) if w.manifest.family is family]
-        return min(same, key=lambda w: w.name) if same else None
+        try:
+            return workflow_for(self.catalog, Purpose.IMG2IMG, family)
+        except NotOffered:
+            return None
 
     def _image_parameter(self, workflow: Workflow) -> str:
         names = workflow.manifest.image_parameters()
@@ -468,7 +473,9 @@ class Intake:
             )
         return names[0]
 
-    def _checked_image(self, image: Attachment) -> str:
+    def checked_image(self, image: Attachment) -> str:
+        """The attachment's URL, or Refusal when it is not an image we take (its type,
+        bytes or pixels)."""
         if image.by_url:
             return image.url
         limit = self.settings.max_attachment_bytes

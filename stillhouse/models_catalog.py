@@ -48,7 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from stillhouse.config import WorkflowSettings
 from stillhouse.errors import StillhouseError
 from stillhouse.schemas.manifest import Family, ModelFile, ParamValue, Purpose
-from stillhouse.workflows.loader import Workflow, WorkflowCatalog
+from stillhouse.workflows.loader import Workflow, WorkflowCatalog, loose
 from stillhouse.workflows.loras import LORA_FILE, LORAS_PARAM, LoraChoice, parse_loras
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -223,12 +223,6 @@ def _distinct(kind: str, entries: dict[str, Checkpoint] | dict[str, Lora]) -> No
                 raise ValueError(
                     f"{kind}.{key}: its name or title reads the same as {kind}.{other}'s"
                 )
-
-
-def loose(text: str) -> str:
-    """A name as typed, made comparable: lower case, without spaces, dashes, underscores
-    or dots ("Pixel Art", "pixel-art" and "pixel_art" are all "pixelart")."""
-    return re.sub(r"[\s_.\-]+", "", text.casefold())
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,9 @@ import discord
 from discord import app_commands
 
 from bot.context import BotContext
+from bot.queueing import attachment_of
 from bot.replies import claim_interaction, guarded, reply
-from stillhouse.intake import IMAGE_TYPES
+from stillhouse.intake import Refusal
 from stillhouse.prompt_help import Description
 
 MESSAGE_LIMIT = 2000  # Discord's, for a message's content
@@ -32,9 +33,10 @@ def describe_command(ctx: BotContext) -> app_commands.Command[Any, ..., None]:
             unseen = await helper.describe(image.url, interaction=interaction.id)  # logs why
             await reply(interaction, unseen.note or "")
             return
-        refused = _refusal(ctx, image)
-        if refused is not None:
-            await reply(interaction, refused)
+        try:  # what /serve would refuse of it, said the same way
+            ctx.intake.checked_image(attachment_of(image))
+        except Refusal as refused:
+            await reply(interaction, str(refused))
             return
 
         async def work() -> None:
@@ -48,20 +50,6 @@ def describe_command(ctx: BotContext) -> app_commands.Command[Any, ..., None]:
         await guarded(interaction, work)
 
     return describe
-
-
-def _refusal(ctx: BotContext, image: discord.Attachment) -> str | None:
-    """Why the attachment cannot be described, as intake says it for /serve."""
-    kind = (image.content_type or "").split(";")[0].strip()
-    if kind not in IMAGE_TYPES:
-        return f"{image.filename} is {kind or 'an unknown type'}; attach a PNG, JPEG or WebP image."
-    limit = ctx.services.settings.intake.max_attachment_bytes
-    if image.size > limit:
-        return (
-            f"{image.filename} is {image.size / 2**20:.1f} MiB; the limit is "
-            f"{limit / 2**20:.0f} MiB."
-        )
-    return None
 
 
 def render(description: Description) -> str:

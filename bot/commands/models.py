@@ -8,7 +8,6 @@ decides: public ones, and private ones their id, their server or one of their ro
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
 from typing import Any
 
 import discord
@@ -24,9 +23,9 @@ from stillhouse.models_catalog import (
     Lora,
     LoraRequest,
     ModelCatalog,
-    loose,
 )
 from stillhouse.schemas.manifest import Family
+from stillhouse.workflows.loader import loose
 
 MAX_CHOICES = 25  # Discord's limit for autocomplete results
 CHOICE_MAX = 100  # characters of a choice's name and of its value
@@ -96,9 +95,7 @@ def _line(model: CatalogModel) -> str:
 
 def lora_choices(
     catalog: ModelCatalog,
-    user: int,
-    guild: int | None,
-    roles: Collection[int],
+    asker: Asker,
     current: str,
     *,
     family: Family | None = None,
@@ -110,7 +107,6 @@ def lora_choices(
     kept = [item.strip() for item in before if item.strip()]
     typed, weight = _split_weight(last.strip())
     named = {loose(_split_weight(item)[0]) for item in kept}
-    asker = Asker(user, guild, frozenset(roles))
     offered = []
     for lora in catalog.usable_loras(asker, family):
         if named & lora.spellings() or not _matches(lora, typed):
@@ -126,16 +122,13 @@ def lora_choices(
 
 def model_choices(
     catalog: ModelCatalog,
-    user: int,
-    guild: int | None,
-    roles: Collection[int],
+    asker: Asker,
     current: str,
     *,
     family: Family | None = None,
 ) -> list[app_commands.Choice[str]]:
     """Autocomplete for a `model` option: the checkpoints the user may use here (of
     `family`, when given) whose name or title contains what is typed."""
-    asker = Asker(user, guild, frozenset(roles))
     typed = current.strip()
     return [
         app_commands.Choice(

@@ -14,12 +14,11 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from bot import messages
-from bot.buttons import requester_of
 from bot.choices import workflow_choices
 from bot.commands.models import lora_choices, lora_requests, model_choices
 from bot.context import BotContext
 from bot.options import (
+    FORM_VISIBILITY,
     SERVE_FORM,
     SERVE_OWN,
     enhanced_note,
@@ -30,26 +29,22 @@ from bot.options import (
     serve_form_id,
     submitted,
 )
+from bot.queueing import attachment_of, queue_request
 from bot.replies import (
-    age_restricted,
     asker_of,
     claim_interaction,
     explain,
-    reply,
-    tiers_by_role,
-    within_ack_budget,
 )
-from bot.views import queued_view
-from stillhouse.intake import Accepted, Attachment, GenerationRequest, Refusal
+from stillhouse.intake import GenerationRequest, Refusal
 from stillhouse.prompt_help import PromptHelper
-from stillhouse.schemas.manifest import SEED_MAX, Family, ParamValue, Purpose
-from stillhouse.workflows.loader import UnknownWorkflow, Workflow
+from stillhouse.schemas.jobs import Visibility
+from stillhouse.schemas.manifest import SEED_MAX, Family, ParamValue
+from stillhouse.workflows.loader import Workflow
 
 ASPECTS = [
     app_commands.Choice(name=n.capitalize(), value=n) for n in ("square", "portrait", "landscape")
 ]
 MODES = [app_commands.Choice(name=n.capitalize(), value=n) for n in ("fast", "quality")]
-Visibility = str  # "public", "spoiler" or "private"
 
 
 def serve_command(ctx: BotContext) -> app_commands.Command[Any, ..., None]:
@@ -96,7 +91,7 @@ def serve_command(ctx: BotContext) -> app_commands.Command[Any, ..., None]:
         services = ctx.services
         if not claim_interaction(services.locks, interaction):
             return  # a replica of this shard answers it
-        visibility = "private" if private else "spoiler" if spoiler else "public"
+        visibility: Visibility = "private" if private else "spoiler" if spoiler else "public"
         given: dict[str, ParamValue | None] = {
             "prompt": prompt,
             "negative_prompt": negative_prompt,
@@ -127,11 +122,11 @@ def serve_command(ctx: BotContext) -> app_commands.Command[Any, ..., None]:
                 values=values,
                 preset=mode.value if mode else None,
                 aspect=aspect.value if aspect else None,
-                image=_attachment(image) if image else None,
+                image=attachment_of(image) if image else None,
                 model=model or None,
                 loras=lora_requests(loras),
             )
-            await queue_request(ctx, interaction, request, visibility, note)
+            await queue_request(ctx, interaction, request, visibility=visibility, note=note)
         except Exception as exc:  # every refusal and failure becomes a sentence
             await explain(interaction, exc)
 
@@ -164,24 +159,14 @@ def _complete(serve: app_commands.Command[Any, ..., None], ctx: BotContext) -> N
         interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
         family = await _family_typed(ctx, interaction)
-        asker = asker_of(interaction)
-        catalog = ctx.services.models
-        roles = asker.role_ids
-        return model_choices(
-            catalog, interaction.user.id, asker.guild_id, roles, current, family=family
-        )
+        return model_choices(ctx.services.models, asker_of(interaction), current, family=family)
 
     @serve.autocomplete("loras")
     async def _loras(
         interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
         family = await _family_typed(ctx, interaction)
-        asker = asker_of(interaction)
-        catalog = ctx.services.models
-        roles = asker.role_ids
-        return lora_choices(
-            catalog, interaction.user.id, asker.guild_id, roles, current, family=family
-        )
+        return lora_choices(ctx.services.models, asker_of(interaction), current, family=family)
 
 
 async def _family_typed(ctx: BotContext, interaction: discord.Interaction) -> Family | None:
@@ -246,90 +231,21 @@ async def serve_form_submitted(ctx: BotContext, interaction: discord.Interaction
             preset=match["mode"] or None,
             aspect=match["aspect"] or None,
         )
-        visibility = {"p": "public", "s": "spoiler", "x": "private"}[match["visibility"]]
-        await queue_request(ctx, interaction, request, visibility)
+        visibility = FORM_VISIBILITY[match["visibility"]]
+        await queue_request(ctx, interaction, request, visibility=visibility)
     except Exception as exc:  # every refusal and failure becomes a sentence
         await explain(interaction, exc)
-
-
-async def queue_request(
-    ctx: BotContext,
-    interaction: discord.Interaction,
-    request: GenerationRequest,
-    visibility: Visibility,
-    note: str = "",
-) -> None:
-    """Admit and queue `request` for the user of `interaction`; answer with its place
-    (after `note`, if any) and follow its progress. Raises Refusal when not admitted."""
-    services = ctx.services
-    requester = requester_of(interaction, services).model_copy(update={"visibility": visibility})
-
-    def admit() -> Accepted:  # in a thread: reads the server's settings first
-        own, mine = ctx.intake.server_and_mine(
-            interaction.guild_id, interaction.channel_id, interaction.user.id
-        )
-        roles = tiers_by_role(own, interaction)
-        bound = ctx.intake.prepare(
-            request,
-            interaction.guild_id,
-            own,
-            mine,
-            age_restricted=age_restricted(interaction),
-            asker=asker_of(interaction),
-        )
-        return ctx.intake.submit(bound, requester.model_copy(update={"tier_roles": roles}))
-
-    accepted = await within_ack_budget(interaction, admit)
-    job = accepted.enqueued.job
-    prompt = accepted.bound.params.root.get("prompt")
-    shown_prompt = prompt if isinstance(prompt, str) else None
-    text = messages.queued(
-        job.public_id,
-        accepted.position,
-        again=not accepted.enqueued.created,
-        reused_from=job.reused_from,
-        prompt=shown_prompt,
-    )
-    text = f"{note}\n{text}" if note else text
-    private = accepted.enqueued.job.routing.visibility == "private"
-    await reply(interaction, text, ephemeral=private, view=queued_view(job.public_id))
-    if accepted.enqueued.created and job.reused_from is None:
-        ctx.tracker.track(job.public_id, interaction, shown=text, prompt=shown_prompt)
 
 
 def _chosen(ctx: BotContext, interaction: discord.Interaction, typed: str | None) -> Workflow:
     """The workflow a request will run, as the intake will choose it (for its options);
     blocking (it may read the server's and the user's defaults)."""
-    intake = ctx.intake
-    if typed:
-        purposes = (Purpose.GENERATE, Purpose.IMG2IMG)
-        for purpose in purposes:
-            try:
-                return intake.catalog.find(typed, purpose)
-            except UnknownWorkflow as exc:
-                unknown = exc
-        raise Refusal(str(unknown).capitalize() + ". See the list of workflows.")
-    own, mine = intake.server_and_mine(
+    own, mine = ctx.intake.server_and_mine(
         interaction.guild_id, interaction.channel_id, interaction.user.id
     )
-    name = mine.workflow or own.workflow or intake.settings.default_workflow
-    try:
-        return intake.catalog.find(name, Purpose.GENERATE)
-    except UnknownWorkflow as exc:
-        raise Refusal(str(exc).capitalize() + ".") from None
+    return ctx.intake.workflow_for(GenerationRequest(workflow=typed or None), own, mine)
 
 
 def _mode(workflow: Workflow, mode: app_commands.Choice[str] | None) -> str:
     """The preset a request runs with, as far as the form needs it (for its values)."""
     return mode.value if mode else workflow.manifest.default_preset or ""
-
-
-def _attachment(image: discord.Attachment) -> Attachment:
-    return Attachment(
-        filename=image.filename,
-        url=image.url,
-        size=image.size,
-        content_type=(image.content_type or "").split(";")[0].strip() or None,
-        width=image.width,
-        height=image.height,
-    )

@@ -17,6 +17,10 @@ class JobParams(RootModel[dict[str, ParamValue]]):
     """The typed values a workflow was bound with (prompt, seed, steps ...)."""
 
 
+# Who sees an answer: everyone, everyone behind a spoiler, or only the requester.
+Visibility = Literal["public", "spoiler", "private"]
+
+
 class Routing(BaseModel):
     """Who asked and where the answer goes."""
 
@@ -29,7 +33,7 @@ class Routing(BaseModel):
     interaction_expires_at: datetime | None = None
     # Who sees the answer: everyone, everyone behind a spoiler, or the requester alone
     # (through the interaction only: never posted to the channel).
-    visibility: Literal["public", "spoiler", "private"] = "public"
+    visibility: Visibility = "public"
 
 
 class InputSource(BaseModel):

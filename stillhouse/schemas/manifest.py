@@ -43,6 +43,10 @@ class Purpose(StrEnum):
     OUTPAINT = "outpaint"  # extend the canvas and fill it (Zoom Out, Pan)
 
 
+# What /serve and the API run from a prompt (and a picture); the others serve the buttons.
+SERVED = (Purpose.GENERATE, Purpose.IMG2IMG)
+
+
 class Family(StrEnum):
     """The model family a diffusion workflow runs; buttons keep a result's family."""
 

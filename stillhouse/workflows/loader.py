@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from stillhouse.errors import StillhouseError
 from stillhouse.schemas.graph import ComfyGraph
-from stillhouse.schemas.manifest import Manifest, Purpose
+from stillhouse.schemas.manifest import SERVED, Manifest, Purpose
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 SHIPPED_FOLDER = "shipped"  # inside this package
@@ -161,8 +161,7 @@ class WorkflowCatalog:
     def served(self) -> list[Workflow]:
         """What /serve and the API run from a prompt (text to image), or a prompt and a
         picture (image to image), by name; the other purposes serve the buttons."""
-        kinds = (Purpose.GENERATE, Purpose.IMG2IMG)
-        return sorted((w for w in self.workflows.values() if w.manifest.purpose in kinds),
+        return sorted((w for w in self.workflows.values() if w.manifest.purpose in SERVED),
                       key=lambda w: w.name)  # fmt: skip
 
     def for_purpose(self, purpose: Purpose) -> list[Workflow]:
@@ -171,9 +170,9 @@ class WorkflowCatalog:
 
 
 def loose(text: str) -> str:
-    """A name as typed, made comparable: lower case, without spaces, dashes, underscores
-    or dots ("SD 1.5", "sd-15" and "sd15" are all "sd15")."""
-    return re.sub(r"[\s_.\-]+", "", text.lower())
+    """A name as typed, made comparable (workflows, models, options): case folded, without
+    spaces, dashes, underscores or dots ("SD 1.5", "sd-15" and "sd15" are all "sd15")."""
+    return re.sub(r"[\s_.\-]+", "", text.casefold())
 
 
 def _needs_image(workflow: Workflow) -> bool:

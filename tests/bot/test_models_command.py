@@ -135,31 +135,33 @@ def test_lora_autocomplete_completes_the_last_item_among_the_users_loras(
     catalog = ModelCatalog.from_file(catalog_file(tmp_path))
 
     def offered(current: str, user: int = USER, roles: tuple[int, ...] = ()) -> list[str]:
-        return [c.value for c in lora_choices(catalog, user, GUILD, roles, current)]
+        return [
+            c.value for c in lora_choices(catalog, Asker(user, GUILD, frozenset(roles)), current)
+        ]
 
     assert offered("") == ["detail", "glow", "pixel-art"]  # no role: no Ink Wash
     assert offered("", roles=(ROLE,)) == ["detail", "ink", "glow", "pixel-art"]
     assert offered("detail:0.8, pix") == ["detail:0.8, pixel-art"]
     assert offered("pixel art:1, ad:0.5") == ["pixel art:1, detail:0.5"]
     assert offered("detail, ") == ["detail, glow", "detail, pixel-art"]  # named once only
-    choice = lora_choices(catalog, USER, GUILD, (), "detail:0.8, neon", family=None)[0]
+    choice = lora_choices(catalog, Asker(USER, GUILD), "detail:0.8, neon", family=None)[0]
     assert choice.name == "detail:0.8, Neon Glow (SDXL)"
     assert offered("", user=USER) == offered("")  # the same for any user without access
-    assert lora_choices(catalog, USER, OTHER_GUILD, (), "pix") == []
-    assert [c.value for c in lora_choices(catalog, USER, GUILD, (), "", family=Family.SDXL)] == [
+    assert lora_choices(catalog, Asker(USER, OTHER_GUILD), "pix") == []
+    assert [c.value for c in lora_choices(catalog, Asker(USER, GUILD), "", family=Family.SDXL)] == [
         "glow"
     ]
     long = ", ".join(["x" * 30] * 3)
-    assert lora_choices(catalog, USER, GUILD, (), long + ", det") == []  # over 100 characters
+    assert lora_choices(catalog, Asker(USER, GUILD), long + ", det") == []  # over 100 characters
 
 
 def test_model_autocomplete_and_the_loras_option_as_the_intake_takes_it(
     tmp_path: Path,
 ) -> None:
     catalog = ModelCatalog.from_file(catalog_file(tmp_path))
-    choices = model_choices(catalog, USER, GUILD, (), "dream")
+    choices = model_choices(catalog, Asker(USER, GUILD), "dream")
     assert [(c.name, c.value) for c in choices] == [("DreamShaper 8 (SD 1.5)", "dreamshaper")]
-    assert model_choices(catalog, USER, GUILD, (), "", family=Family.SDXL) == []
+    assert model_choices(catalog, Asker(USER, GUILD), "", family=Family.SDXL) == []
     assert lora_requests("detail:0.8, Pixel Art ,ink:-1") == [
         LoraRequest(name="detail", weight=0.8),
         LoraRequest(name="Pixel Art"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from stillhouse.intake import Attachment, GenerationRequest
 from stillhouse.services import Services
 from tests.bot.harness import CHANNEL, GUILD, USER, queued_id, running_bot
-from tests.doubles.discord import DiscordEmulator
+from tests.doubles.discord import DiscordEmulator, Interaction
 
 
 def choices(emu: DiscordEmulator, typed: str, workflow: str = "sdxl") -> list[str]:
@@ -35,37 +35,25 @@ def test_options_offers_the_workflows_own_options_then_their_values(
         assert "sampler" not in {o.split("=")[0] for o in choices(emu, "", "flux")}
 
 
+def serve_sdxl(emu: DiscordEmulator, options: str) -> Interaction:
+    """/serve a fox on SDXL with `options`."""
+    given = {"prompt": "a fox", "workflow": "sdxl", "options": options}
+    return emu.slash_command(GUILD, CHANNEL, USER, "serve", options=given)
+
+
 def test_options_are_applied_and_refused_by_their_names(
     emu: DiscordEmulator, maria_services: Services
 ) -> None:
     with running_bot(maria_services, emu):
-        ix = emu.slash_command(
-            GUILD,
-            CHANNEL,
-            USER,
-            "serve",
-            options={"prompt": "a fox", "workflow": "sdxl", "options": "steps=30, guidance=5.5"},
-        )
+        ix = serve_sdxl(emu, "steps=30, guidance=5.5")
         job = maria_services.queue.get(queued_id(ix))
         assert job is not None
         assert (job.params.root["steps"], job.params.root["cfg"]) == (30, 5.5)
 
-        bad = emu.slash_command(
-            GUILD,
-            CHANNEL,
-            USER,
-            "serve",
-            options={"prompt": "a fox", "workflow": "sdxl", "options": "guidance=4, sharpness=3"},
-        )
+        bad = serve_sdxl(emu, "guidance=4, sharpness=3")
         text = bad.wait_response()["data"]["content"]
         assert text.startswith("Stable Diffusion XL has no option “sharpness” (its options: "), text
-        bad = emu.slash_command(
-            GUILD,
-            CHANNEL,
-            USER,
-            "serve",
-            options={"prompt": "a fox", "workflow": "sdxl", "options": "guidance=40"},
-        )
+        bad = serve_sdxl(emu, "guidance=40")
         text = bad.wait_response()["data"]["content"]
         assert "guidance is 40.0; the maximum is 15" in text, text
 
