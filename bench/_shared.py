@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
 from sqlalchemy import create_engine, text
@@ -35,25 +36,66 @@ def fresh_database(url: str) -> None:
     engine.dispose()
 
 
-def start_moto(bucket: str = "bench") -> tuple[Any, Any]:
-    """moto's S3 server on a free port with `bucket`; (server, StorageSettings)."""
+class MotoProcess:
+    """moto's S3 server as a process of its own (as S3 is to a deployment): served from
+    the bench's process it would share that process's GIL with the doubles there, and
+    every upload and download would wait on the harness."""
+
+    def __init__(self) -> None:
+        import subprocess
+        import sys
+
+        from tests.support import free_port
+
+        self.port = free_port()
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def get_host_and_port(self) -> tuple[str, int]:
+        return "127.0.0.1", self.port
+
+    def stop(self) -> None:
+        self._process.terminate()
+        self._process.wait(10)
+
+
+def start_moto(bucket: str = "bench", own_process: bool = False) -> tuple[Any, Any]:
+    """moto's S3 server on a free port with `bucket` (in this process, or in a process of
+    its own); (server, StorageSettings)."""
     import boto3
     from moto.server import ThreadedMotoServer
 
     from stillhouse.config import StorageSettings
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
+    server: Any
+    if own_process:
+        server = MotoProcess()
+    else:
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
-    boto3.client(
+    client = boto3.client(
         "s3",
         endpoint_url=endpoint,
         region_name="us-east-1",
         aws_access_key_id="bench",
         aws_secret_access_key="bench-secret",
-    ).create_bucket(Bucket=bucket)
+    )
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            client.create_bucket(Bucket=bucket)
+            break
+        except Exception:  # not listening yet
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
     return server, StorageSettings(
         backend="s3",
         s3_bucket=bucket,

@@ -14,12 +14,15 @@ are committed in groups (master.writes) with precompiled statements; on 2026-11-
 took one master from 0.45-0.52 to 0.81-0.91 of the baseline on this 2-core machine, and 3
 masters from 431 to 995 jobs/s.
 
---check fails when one master's median ratio is below 0.55 or 3 masters are not faster
-than 1: a regression guard below the measured range. It was 0.65 until the evening of
-2026-11-30, when the queue-only baseline alone swung between 700 and 1,150 jobs/s from
-one round to the next on this 2-core machine (one master: 500-740 jobs/s) and single
-rounds read 0.48 to 0.92 — on the same commit that read 0.80-0.82 in CI that morning;
-medians over 3 rounds read 0.61-0.76. The master code did not change in between.
+--check fails when one master's median ratio is below 0.65 or 3 masters are not faster
+than 1: a regression guard below the measured range. On the evening of 2026-11-30 the
+queue-only baseline alone swung between 700 and 1,150 jobs/s from one round to the next on
+this 2-core machine and one master's medians over 3 rounds read 0.61-0.76 (the guard was
+lowered to 0.55 then). A master's writer was the limit: one group committing at a time,
+the event loop idle while it waited on the database's replies (py-spy). With two groups
+committing at once (master.writes.WRITERS), three runs of 5 paired rounds on 2026-12-01
+read medians of 0.86, 0.89 and 0.86 (single rounds 0.75-1.18), 3 masters 946-978 jobs/s
+against 1 master's 698-722; the guard is back at 0.65.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from _shared import bench_database_url, fresh_database
 from sqlalchemy import text
 
 POLL_INTERVAL_S = 0.01
-MIN_RATIO = 0.55
+MIN_RATIO = 0.65
 GOAL_RATIO = 0.8
 BATCH = 16
 

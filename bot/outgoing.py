@@ -48,24 +48,32 @@ async def _result(
     row: DeliveryRecord, payload: ResultPayload, services: Services, client: discord.Client
 ) -> Outgoing:
     limit = _upload_limit(client, row.routing.guild_id)
-    attached: list[tuple[str, bytes]] = []
-    links: list[str] = []
+    fetched: list[tuple[str, str]] = []  # (name, key): attached
+    linked: list[str] = []  # keys: too many or too large to attach
     total = 0
     for index, image in enumerate(payload.images):
         extension = "png" if image.content_type == "image/png" else "jpg"
         name = f"{row.job_public_id}-{index + 1}.{extension}"
-        if len(attached) < MAX_FILES and total + image.bytes <= limit:
-            data = await asyncio.to_thread(services.storage.get, image.key)
-            attached.append((name, data))
-            total += len(data)
+        if len(fetched) < MAX_FILES and total + image.bytes <= limit:
+            fetched.append((name, image.key))
+            total += image.bytes
         else:
-            links.append(await asyncio.to_thread(services.storage.url, image.key))
+            linked.append(image.key)
+    # All at once: a batch of four waited on four downloads one after another.
+    datas = await asyncio.gather(
+        *(asyncio.to_thread(services.storage.get, key) for _, key in fetched)
+    )
+    attached = [(name, data) for (name, _), data in zip(fetched, datas, strict=True)]
+    links = [services.storage.url(key) for key in linked]  # signed here: no request
     if row.routing.visibility == "spoiler":
         attached = [(SPOILER + name, data) for name, data in attached]
     attached, screened = await screen(row, attached, services, client)
     workflow = services.catalog.workflows.get(payload.workflow_name)
     title = workflow.manifest.title if workflow else payload.workflow_name
-    offered = await asyncio.to_thread(offered_actions, row.job_public_id, payload, services)
+    if workflow is not None and workflow.manifest.family is None:  # reads the database
+        offered = await asyncio.to_thread(offered_actions, row.job_public_id, payload, services)
+    else:
+        offered = offered_actions(row.job_public_id, payload, services)
     view = result_view(row.job_public_id, len(payload.images), offered)
     text = messages.result(
         row.job_public_id,

@@ -33,6 +33,7 @@ from stillhouse import hints
 from stillhouse.config import Settings
 from stillhouse.errors import LeaseLost
 from stillhouse.queue import GenerationQueue
+from stillhouse.queue.records import JobRecord
 from stillhouse.schemas.states import JobStatus
 from stillhouse.storage import Storage
 
@@ -138,14 +139,9 @@ class Dispatcher:
         free = self.master.max_in_flight - len(self.in_flight)
         if self.backend.capacity is not None:
             free = min(free, self.backend.capacity - len(self.in_flight))
-        if free > 0 and self.master.backend_max_in_flight:
-            active = await self.calls.db(self.queue.active_count)
-            free = min(free, self.master.backend_max_in_flight - active)
         if free <= 0:
             return 0
-        limit = min(free, self.master.claim_batch)
-        partitions = self.master.partition_list()
-        jobs = await self.calls.db(self.queue.claim, self.owner, limit, partitions)
+        jobs = await self.calls.db(self._claim_up_to, free)
         for job in jobs:
             flight = InFlight(job, cancel_requested=job.cancel_requested)
             self.in_flight[job.id] = flight
@@ -163,6 +159,17 @@ class Dispatcher:
                 )
         self.metrics.in_flight.set(len(self.in_flight))
         return len(jobs)
+
+    def _claim_up_to(self, free: int) -> list[JobRecord]:
+        """Claim at most `free` jobs, fewer under the deployment's cap on jobs at the
+        backend: the count and the claim in one thread hop."""
+        if self.master.backend_max_in_flight:
+            active = self.queue.active_count()
+            free = min(free, self.master.backend_max_in_flight - active)
+            if free <= 0:
+                return []
+        limit = min(free, self.master.claim_batch)
+        return self.queue.claim(self.owner, limit, self.master.partition_list())
 
     async def _probe_later(self) -> None:
         """While paused: wait (longer each time), then ask whether the backend answers."""

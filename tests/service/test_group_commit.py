@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -148,6 +149,39 @@ def test_a_lone_write_is_committed_without_waiting_for_company(queue: CountingQu
     assert queue.groups == [1]
     stored = queue.get(job.public_id)
     assert stored is not None and stored.submitting_since is not None
+
+
+def test_a_slow_group_does_not_hold_up_the_next_jobs_writes(
+    queue: CountingQueue, engine: Engine
+) -> None:
+    """Two groups commit at once: while one transaction waits on the database, another
+    job's write is committed beside it (one writer made every write wait its turn).
+    MariaDB only: SQLite lets one transaction write at a time whatever the writers."""
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite serialises write transactions itself")
+    first, second = claimed(queue, 2)
+    release = threading.Event()
+
+    def stalled(job: JobRecord, backend_job_id: str) -> None:
+        queue.mark_running(job, backend_job_id)
+        release.wait(10)  # a transaction still open, its commit far off
+
+    async def main() -> None:
+        group = GroupCommit(queue)
+        slow = asyncio.ensure_future(group.write(stalled, first, "rp-slow"))
+        await asyncio.sleep(0)  # the slow group is on its way
+        await asyncio.wait_for(group.write(queue.mark_running, second, "rp-fast"), 5)
+        assert not slow.done()
+        release.set()
+        await asyncio.wait_for(slow, 5)
+
+    try:
+        asyncio.run(main())
+    finally:
+        release.set()
+    for job, backend_job_id in ((first, "rp-slow"), (second, "rp-fast")):
+        stored = queue.get(job.public_id)
+        assert stored is not None and stored.backend_job_id == backend_job_id
 
 
 def test_one_writes_own_error_does_not_fail_the_others_in_its_group(
