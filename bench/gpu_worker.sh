@@ -10,7 +10,10 @@
 #   ComfyUI/         ComfyUI's source (0.3.64; never committed here)
 #   wheels/          the Python packages the machine lacks, installed with --no-deps
 #   stubs/           stand-ins for packages ComfyUI only imports (its web frontend)
-#   sd15_keys.json   the SD1.5 checkpoint's tensors (bench/make_random_checkpoint.py)
+#   sd15_keys.json   the SD1.5 checkpoint's tensors (bench/make_random_checkpoint.py), or
+#   make_random_sd15.py  ../shared/comfy's builder (needs a carried diffusers wheel): the
+#                    random model is built there in diffusers layout and ComfyUI's own
+#                    DiffusersLoader -> CheckpointSave turns it into the checkpoint
 # ComfyUI's models, inputs, outputs and user files go to GPU_BENCH_WORK (default
 # /tmp/gpu-bench-comfy, its --base-directory), never into GPU_BENCH_DIR.
 # Everything it prints goes to $OUT/gpu.log too, ComfyUI's log to $OUT/comfy.log, the
@@ -133,11 +136,17 @@ EOF
 step "random SD1.5 checkpoint"
 CKPTS=$WORK/models/checkpoints
 mkdir -p "$CKPTS" "$WORK/custom_nodes" "$WORK/input" "$WORK/output" "$WORK/temp"
-if [[ ! -s $CKPTS/$CKPT ]]; then
+CONVERT=
+if [[ ! -s $CKPTS/$CKPT && -s $DIR/sd15_keys.json ]]; then
     timeout 300 "$PY" bench/make_random_checkpoint.py "$DIR/sd15_keys.json" "$CKPTS/$CKPT" ||
         fatal "checkpoint"
+elif [[ ! -s $CKPTS/$CKPT && -s $DIR/make_random_sd15.py ]]; then
+    timeout 300 "$PY" "$DIR/make_random_sd15.py" "$WORK/models/diffusers/rand-sd15" ||
+        fatal "random SD1.5 in diffusers layout"
+    CONVERT=1  # once ComfyUI runs
+elif [[ ! -s $CKPTS/$CKPT ]]; then
+    fatal "no $DIR/sd15_keys.json or $DIR/make_random_sd15.py to make the checkpoint from"
 fi
-ln -sfn "$CKPT" "$CKPTS/v1-5-pruned-emaonly-fp16.safetensors"
 
 step "ComfyUI on $URL ${COMFY_ARGS[*]:-}"
 (
@@ -158,6 +167,37 @@ import json, sys
 stats = json.load(sys.stdin)
 print("ComfyUI", stats["system"].get("comfyui_version"), "on",
       ", ".join(d["name"] for d in stats["devices"]))'
+
+if [[ -n $CONVERT ]]; then
+    step "checkpoint from the diffusers folder (DiffusersLoader -> CheckpointSave)"
+    timeout 300 "$PY" - "$URL" <<'PYEOF' || fatal "CheckpointSave"
+import json, sys, time, urllib.request
+url = sys.argv[1]
+graph = {
+    "1": {"class_type": "DiffusersLoader", "inputs": {"model_path": "rand-sd15"}},
+    "2": {"class_type": "CheckpointSave", "inputs": {
+        "model": ["1", 0], "clip": ["1", 1], "vae": ["1", 2],
+        "filename_prefix": "checkpoints/rand-sd15"}},
+}
+body = json.dumps({"prompt": graph}).encode()
+request = urllib.request.Request(f"{url}/prompt", body, {"Content-Type": "application/json"})
+prompt_id = json.load(urllib.request.urlopen(request))["prompt_id"]
+began = time.monotonic()
+while time.monotonic() - began < 280:
+    history = json.load(urllib.request.urlopen(f"{url}/history/{prompt_id}"))
+    if prompt_id in history:
+        status = history[prompt_id].get("status", {})
+        print("CheckpointSave:", status.get("status_str"), f"after {time.monotonic() - began:.1f} s")
+        sys.exit(0 if status.get("status_str") == "success" else 1)
+    time.sleep(0.5)
+sys.exit("CheckpointSave did not finish")
+PYEOF
+    saved=$(ls "$WORK"/output/checkpoints/rand-sd15*.safetensors 2>/dev/null | head -n 1)
+    [[ -n $saved ]] || fatal "CheckpointSave wrote no file"
+    mv "$saved" "$CKPTS/$CKPT"
+    ls -la "$CKPTS/$CKPT"
+fi
+ln -sfn "$CKPT" "$CKPTS/v1-5-pruned-emaonly-fp16.safetensors"
 
 case $ONLY in
 all)
