@@ -22,7 +22,11 @@ lowered to 0.55 then). A master's writer was the limit: one group committing at 
 the event loop idle while it waited on the database's replies (py-spy). With two groups
 committing at once (master.writes.WRITERS), three runs of 5 paired rounds on 2026-12-01
 read medians of 0.86, 0.89 and 0.86 (single rounds 0.75-1.18), 3 masters 946-978 jobs/s
-against 1 master's 698-722; the guard is back at 0.65.
+against 1 master's 698-722, and 0.78 in that night's CI rehearsal. With a group's submit
+marks and backend ids each written by one statement (GenerationQueue.begin_submits,
+.mark_runnings: 1.24 UPDATEs a job instead of 3.07, 2.6 statements a job against the
+queue-only loop's 3.2), three runs read medians of 0.88, 0.93 and 0.94 (1 master 834-860
+jobs/s, 3 masters 1,098-1,221). The guard is back at 0.65.
 """
 
 from __future__ import annotations

@@ -44,9 +44,13 @@ from stillhouse.queue.statements import (
     SUCCEED_HELD,
     SUCCEED_HELD_UNCANCELLED,
     ahead_of,
+    begin_submits_held,
+    held_among,
     held_params,
+    held_params_by_position,
     lease_jobs,
     runnable_jobs,
+    running_held,
 )
 from stillhouse.queue.timing import Clock, utcnow
 from stillhouse.schemas.jobs import JobResult, NewJob
@@ -381,6 +385,38 @@ class GenerationQueue(QueueTable):
         with self._begin() as conn:
             if BEGIN_SUBMIT_HELD.execute(conn, params).rowcount != 1:
                 raise LeaseLost(f"job {job.public_id} is no longer held by {job.lease_owner}")
+
+    def begin_submits(self, jobs: Sequence[JobRecord]) -> list[LeaseLost | None]:
+        """begin_submit for many jobs in one statement (a master's group of writes); for
+        each job None, or the LeaseLost it would have raised (such a job is untouched)."""
+        held = list(jobs)
+        params = {**held_params_by_position(held), "now": self._clock()}
+        return self._held_at_once(begin_submits_held(len(held)), held, params)
+
+    def mark_runnings(self, accepted: Sequence[tuple[JobRecord, str]]) -> list[LeaseLost | None]:
+        """mark_running for many jobs the backend accepted (job, its backend id), in one
+        statement; for each None, or the LeaseLost it would have raised."""
+        held = [job for job, _ in accepted]
+        params = {**held_params_by_position(held), "now": self._clock()}
+        params.update({f"backend_job_id_{n}": backend for n, (_, backend) in enumerate(accepted)})
+        return self._held_at_once(running_held(len(held)), held, params)
+
+    def _held_at_once(
+        self, statement: Prepared, held: list[JobRecord], params: dict[str, Any]
+    ) -> list[LeaseLost | None]:
+        """Run a write over several held jobs; who among them was no longer held."""
+        with self._begin() as conn:
+            if statement.execute(conn, params).rowcount == len(held):
+                return [None] * len(held)
+            # Some lease was lost: the statement changed only the rows still held (and
+            # none of the columns that say so), so they are the ones that still match.
+            still = {row["id"] for row in held_among(len(held)).mappings(conn, params)}
+        return [
+            None
+            if job.id in still
+            else LeaseLost(f"job {job.public_id} is no longer held by {job.lease_owner}")
+            for job in held
+        ]
 
     def abort_submit(self, job: JobRecord) -> None:
         """The submit never reached the backend (refused connection, a 4xx): no job there."""

@@ -157,6 +157,80 @@ BEGIN_SUBMIT_HELD = Prepared(
         (_C.updated_at, bindparam("now")),
     )
 )
+
+
+def _held_by_position(count: int) -> ColumnElement[bool]:
+    """HELD for `count` jobs at once, bound as held_id_n / held_owner_n / held_claim_n."""
+    return and_(
+        or_(
+            *(
+                and_(
+                    _C.id == bindparam(f"held_id_{n}"),
+                    _C.lease_owner == bindparam(f"held_owner_{n}"),
+                    _C.claims == bindparam(f"held_claim_{n}"),
+                )
+                for n in range(count)
+            )
+        ),
+        or_(*(_C.status == state for state in ACTIVE_JOB_STATES)),
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def begin_submits_held(count: int) -> Prepared:
+    """BEGIN_SUBMIT_HELD for `count` jobs in one statement (a master's group commit)."""
+    return Prepared(
+        update(JOBS)
+        .where(_held_by_position(count))
+        .ordered_values(
+            (_C.lost_submits, _C.lost_submits + case((_C.submitting_since.is_(None), 0), else_=1)),
+            (_C.submitting_since, bindparam("now")),
+            (_C.updated_at, bindparam("now")),
+        )
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def running_held(count: int) -> Prepared:
+    """RUNNING_HELD for `count` jobs in one statement, each with its backend id (bound as
+    backend_job_id_n)."""
+    backend_ids = case(
+        *(
+            (_C.id == bindparam(f"held_id_{n}"), bindparam(f"backend_job_id_{n}"))
+            for n in range(count)
+        ),
+        else_=_C.backend_job_id,
+    )
+    return Prepared(
+        update(JOBS)
+        .where(_held_by_position(count))
+        .values(
+            status=JobStatus.RUNNING,
+            started_at=func.coalesce(_C.started_at, bindparam("now")),
+            updated_at=bindparam("now"),
+            backend_job_id=backend_ids,
+            submitting_since=None,
+            attempts=_C.attempts + 1,
+        )
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def held_among(count: int) -> Prepared:
+    """Which of `count` jobs (bound as in begin_submits_held) are still held."""
+    return Prepared(select(_C.id).where(_held_by_position(count)))
+
+
+def held_params_by_position(jobs: list[JobRecord]) -> dict[str, Any]:
+    """Binds for `_held_by_position(len(jobs))`."""
+    params: dict[str, Any] = {}
+    for n, job in enumerate(jobs):
+        params[f"held_id_{n}"] = job.id
+        params[f"held_owner_{n}"] = job.lease_owner
+        params[f"held_claim_{n}"] = job.claims
+    return params
+
+
 # The backend took the job: a new try, running, its backend id kept for adoption.
 RUNNING_HELD = Prepared(
     update(JOBS)

@@ -30,10 +30,15 @@ class CountingQueue(GenerationQueue):
     """Counts the transactions `together` opens and the writes in each."""
 
     groups: list[int]
+    batches: list[int]  # jobs per begin_submits
 
     def together(self, operations: Sequence[Callable[[], Any]]) -> list[Any]:
         self.groups.append(len(operations))
         return super().together(operations)
+
+    def begin_submits(self, jobs: Sequence[JobRecord]) -> list[LeaseLost | None]:
+        self.batches.append(len(jobs))
+        return super().begin_submits(jobs)
 
 
 @pytest.fixture
@@ -45,6 +50,7 @@ def told() -> list[str]:
 def queue(engine: Engine, told: list[str]) -> CountingQueue:
     queue = CountingQueue(engine, SETTINGS, told=lambda: told.append("told"))
     queue.groups = []
+    queue.batches = []
     return queue
 
 
@@ -130,13 +136,47 @@ def test_concurrent_writes_share_transactions_and_each_caller_hears_its_own(
     results = asyncio.run(main())
     assert isinstance(results[5], LeaseLost)
     assert all(r is None for n, r in enumerate(results) if n != 5)
-    assert sum(queue.groups) == 12
     assert len(queue.groups) < 12  # the first alone, the rest together
+    assert sum(queue.groups) < 12  # and their backend ids in one statement
     for n, job in enumerate(jobs):
         stored = queue.get(job.public_id)
         assert stored is not None
         expected = None if n == 5 else f"rp-{n}"
         assert stored.backend_job_id == expected
+
+
+def test_submit_marks_of_a_group_share_one_statement_and_a_lost_lease_spoils_only_its_own(
+    queue: CountingQueue,
+) -> None:
+    jobs = claimed(queue, 6)
+    stranger = jobs[2].model_copy(update={"lease_owner": "m2"})
+
+    async def main() -> list[object]:
+        group = GroupCommit(queue)
+        writes = [
+            group.write(queue.begin_submit, stranger if n == 2 else j) for n, j in enumerate(jobs)
+        ]
+        return await asyncio.gather(*writes, return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert isinstance(results[2], LeaseLost)
+    assert all(r is None for n, r in enumerate(results) if n != 2)
+    assert queue.batches and sum(queue.batches) >= 4  # the first may go alone, the rest at once
+    for n, job in enumerate(jobs):
+        stored = queue.get(job.public_id)
+        assert stored is not None
+        assert (stored.submitting_since is None) == (n == 2)
+
+
+def test_begin_submits_counts_an_earlier_unanswered_submit_as_begin_submit_does(
+    queue: CountingQueue,
+) -> None:
+    first, second = claimed(queue, 2)
+    queue.begin_submit(first)  # its answer never came: the mark stays
+    assert queue.begin_submits([first, second]) == [None, None]
+    stored = [queue.get(job.public_id) for job in (first, second)]
+    assert [job.lost_submits for job in stored if job] == [1, 0]
+    assert all(job is not None and job.submitting_since is not None for job in stored)
 
 
 def test_a_lone_write_is_committed_without_waiting_for_company(queue: CountingQueue) -> None:
