@@ -19,7 +19,7 @@ machine's wall clock). Then 50 requests identical to one already answered: they 
 answered from storage (stillhouse.queue.reuse) and none may reach a worker.
 
 --check fails unless the added latency is at most 120 ms at p50 and 250 ms at p99 (a
-regression guard: 73-75 ms p50 here late on 2026-11-30, 61-64 ms early on 2026-12-01; the
+regression guard: 73-75 ms p50 here late on 2026-11-30, 52-64 ms early on 2026-12-01; the
 goal is 50 ms) and a repeated request is answered within 50 ms p50.
 """
 
