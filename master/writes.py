@@ -11,11 +11,10 @@ statement after another (py-spy: the event loop idle, the writer thread reading 
 and one master ran at 0.71 of the queue-only loop (median of 3 rounds, 2026-11-30); with
 two, 0.86 (5 rounds). A group's submit marks (jobs about to go to the backend) go in one
 statement, and so do its backend ids (GenerationQueue.begin_submits, .mark_runnings),
-rather than one statement each. Each
-job's own writes stay in order (its task awaits each before
-the next); different jobs' rows are disjoint, so the groups do not block each other. A
-group that fails as a whole (the database away, or one write's own error) is tried again
-one write at a time, so each caller hears only its own write's fate.
+rather than one statement each. Each job's own writes stay in order (its task awaits each
+before the next); different jobs' rows are disjoint, so the groups do not block each
+other. A group that fails as a whole (the database away, or one write's own error) is
+tried again one write at a time, so each caller hears only its own write's fate.
 """
 
 from __future__ import annotations

@@ -84,13 +84,14 @@ def lease_jobs(count: int) -> Prepared:
     )
 
 
+# OR of equalities, not IN: an IN list is re-rendered into the SQL on every call.
+_STILL_ACTIVE = or_(*(_C.status == state for state in ACTIVE_JOB_STATES))
 # The row is still this claim's: same owner, same claim, still active.
 HELD = and_(
     _C.id == bindparam("held_id"),
     _C.lease_owner == bindparam("held_owner"),
     _C.claims == bindparam("held_claim"),
-    # OR of equalities, not IN: an IN list is re-rendered into the SQL on every call.
-    or_(*(_C.status == state for state in ACTIVE_JOB_STATES)),
+    _STILL_ACTIVE,
 )
 _SUCCEED_VALUES: dict[str, Any] = dict(
     status=JobStatus.SUCCEEDED,
@@ -148,14 +149,28 @@ def lease_sends(count: int) -> Prepared:
 
 # About to submit: count a mark an earlier submit left (MySQL assigns left to right, each
 # seeing the ones before: count, then mark).
-BEGIN_SUBMIT_HELD = Prepared(
-    update(JOBS)
-    .where(HELD)
-    .ordered_values(
-        (_C.lost_submits, _C.lost_submits + case((_C.submitting_since.is_(None), 0), else_=1)),
-        (_C.submitting_since, bindparam("now")),
-        (_C.updated_at, bindparam("now")),
+_BEGIN_SUBMIT_VALUES: tuple[tuple[Any, Any], ...] = (
+    (_C.lost_submits, _C.lost_submits + case((_C.submitting_since.is_(None), 0), else_=1)),
+    (_C.submitting_since, bindparam("now")),
+    (_C.updated_at, bindparam("now")),
+)
+BEGIN_SUBMIT_HELD = Prepared(update(JOBS).where(HELD).ordered_values(*_BEGIN_SUBMIT_VALUES))
+
+
+def _running_values(backend_job_id: Any) -> dict[str, Any]:
+    return dict(
+        status=JobStatus.RUNNING,
+        started_at=func.coalesce(_C.started_at, bindparam("now")),
+        updated_at=bindparam("now"),
+        backend_job_id=backend_job_id,
+        submitting_since=None,
+        attempts=_C.attempts + 1,
     )
+
+
+# The backend took the job: a new try, running, its backend id kept for adoption.
+RUNNING_HELD = Prepared(
+    update(JOBS).where(HELD).values(_running_values(bindparam("backend_job_id")))
 )
 
 
@@ -172,7 +187,7 @@ def _held_by_position(count: int) -> ColumnElement[bool]:
                 for n in range(count)
             )
         ),
-        or_(*(_C.status == state for state in ACTIVE_JOB_STATES)),
+        _STILL_ACTIVE,
     )
 
 
@@ -180,13 +195,7 @@ def _held_by_position(count: int) -> ColumnElement[bool]:
 def begin_submits_held(count: int) -> Prepared:
     """BEGIN_SUBMIT_HELD for `count` jobs in one statement (a master's group commit)."""
     return Prepared(
-        update(JOBS)
-        .where(_held_by_position(count))
-        .ordered_values(
-            (_C.lost_submits, _C.lost_submits + case((_C.submitting_since.is_(None), 0), else_=1)),
-            (_C.submitting_since, bindparam("now")),
-            (_C.updated_at, bindparam("now")),
-        )
+        update(JOBS).where(_held_by_position(count)).ordered_values(*_BEGIN_SUBMIT_VALUES)
     )
 
 
@@ -202,16 +211,7 @@ def running_held(count: int) -> Prepared:
         else_=_C.backend_job_id,
     )
     return Prepared(
-        update(JOBS)
-        .where(_held_by_position(count))
-        .values(
-            status=JobStatus.RUNNING,
-            started_at=func.coalesce(_C.started_at, bindparam("now")),
-            updated_at=bindparam("now"),
-            backend_job_id=backend_ids,
-            submitting_since=None,
-            attempts=_C.attempts + 1,
-        )
+        update(JOBS).where(_held_by_position(count)).values(_running_values(backend_ids))
     )
 
 
@@ -229,21 +229,6 @@ def held_params_by_position(jobs: list[JobRecord]) -> dict[str, Any]:
         params[f"held_owner_{n}"] = job.lease_owner
         params[f"held_claim_{n}"] = job.claims
     return params
-
-
-# The backend took the job: a new try, running, its backend id kept for adoption.
-RUNNING_HELD = Prepared(
-    update(JOBS)
-    .where(HELD)
-    .values(
-        status=JobStatus.RUNNING,
-        started_at=func.coalesce(_C.started_at, bindparam("now")),
-        updated_at=bindparam("now"),
-        backend_job_id=bindparam("backend_job_id"),
-        submitting_since=None,
-        attempts=_C.attempts + 1,
-    )
-)
 
 
 def held_params(job: JobRecord) -> dict[str, Any]:
