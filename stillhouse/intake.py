@@ -22,6 +22,7 @@ import time
 from collections.abc import Container
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
@@ -282,8 +283,6 @@ class Intake:
         tier, limits = self.limits_for(standing, requester.tier_roles)
         job = self._new_job(bound, requester).model_copy(update={"head_start_s": tier.head_start_s})
         enqueued = self._enqueue(job, limits, digest)
-        if enqueued.created and enqueued.job.status is JobStatus.QUEUED:
-            self.hints.bump(JOBS)  # a master claims it now, not at its next look
         return self._accepted(enqueued, bound, requester)
 
     def _made_before(self, requester: Requester) -> JobRecord | None:
@@ -406,10 +405,15 @@ class Intake:
         did not."""
         retrying_until = time.monotonic() + ENQUEUE_RETRY_S
         delay, tried = 0.1, False
+        wake = partial(self.hints.bump, JOBS)  # a master claims it now, not at its next look
         while True:
             try:
                 enqueued = self.queue.enqueue(
-                    job, limits=limits, digest=digest, reuse_within_s=self.settings.reuse_results_s
+                    job,
+                    limits=limits,
+                    digest=digest,
+                    reuse_within_s=self.settings.reuse_results_s,
+                    queued=wake,  # right after the commit, before the record is built
                 )
             except LimitReached as exc:
                 raise _over_limit(exc) from None
@@ -423,8 +427,12 @@ class Intake:
                 time.sleep(delay)  # a worker thread of the front, never its event loop
                 delay = min(delay * 2, 0.8)
                 continue
+            if not tried:
+                return enqueued
             # Found after a try whose commit we did not hear about: that job is ours.
-            return Enqueued(job=enqueued.job, created=True) if tried else enqueued
+            if enqueued.job.status is JobStatus.QUEUED:
+                wake()
+            return Enqueued(job=enqueued.job, created=True)
 
     def workflow_for(
         self, request: GenerationRequest, own: GuildConfig, mine: UserConfig

@@ -88,13 +88,16 @@ class GenerationQueue(QueueTable):
         limits: Limits | None = None,
         digest: str | None = None,
         reuse_within_s: int = 0,
+        queued: Callable[[], None] = lambda: None,
     ) -> Enqueued:
         """Queue a request; the same interaction id twice yields the first job (or
         IdempotencyConflict when `digest`, what the request was, differs). With `limits`,
         the user's limits are checked and the job inserted in one transaction, with the
         user's row locked: LimitReached if one more would go past a limit. With
         `reuse_within_s`, a job whose `reuse_key` matches a success that finished that
-        recently is inserted already succeeded, with those images (stillhouse.queue.reuse)."""
+        recently is inserted already succeeded, with those images (stillhouse.queue.reuse).
+        `queued` runs right after the commit that queued a new job, before its record is
+        built (a wake-up hint: the masters claim it meanwhile)."""
         now = self._clock()
         values = self._new_row(job, now) | {"request_digest": digest}
         try:
@@ -115,6 +118,8 @@ class GenerationQueue(QueueTable):
             return same_request(existing, digest)
         if values["reused_from"] is not None:
             self._told()  # its outcome row is written: the bots deliver it now
+        elif values["status"] == JobStatus.QUEUED:
+            queued()
         return Enqueued(job=JobRecord.from_row(values), created=True)
 
     def _admit(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pymysql
@@ -14,6 +15,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from stillhouse.config import QueueSettings
+from stillhouse.hints import JOBS
 from stillhouse.ids import new_owner
 from stillhouse.intake import Attachment, GenerationRequest, Refusal, Requester
 from stillhouse.moderation import INTAKE_PAUSED
@@ -297,8 +299,13 @@ class LostAcknowledgement(GenerationQueue):
         limits: Limits | None = None,
         digest: str | None = None,
         reuse_within_s: int = 0,
+        queued: Callable[[], None] = lambda: None,
     ) -> Enqueued:
-        enqueued = super().enqueue(job, limits=limits, digest=digest, reuse_within_s=reuse_within_s)
+        # The dropped answer is lost before anything after the commit runs.
+        heard = queued if self.dropped else (lambda: None)
+        enqueued = super().enqueue(
+            job, limits=limits, digest=digest, reuse_within_s=reuse_within_s, queued=heard
+        )
         if not self.dropped:
             self.dropped += 1
             lost = pymysql.err.OperationalError(2013, "Lost connection to MySQL server")
@@ -311,10 +318,12 @@ def test_a_commit_whose_answer_was_lost_is_found_not_failed_nor_doubled(
 ) -> None:
     queue = LostAcknowledgement(services.engine, services.settings.queue)
     intake = dataclasses.replace(services, queue=queue).intake
+    woken = services.hints.version(JOBS)
     accepted = intake.submit(intake.prepare(request(), GUILD), requester(interaction_id=777))
     assert queue.dropped == 1
     assert accepted.enqueued.created, "it is this request's job, not another replica's"
     assert queued_jobs(services) == 1
+    assert services.hints.version(JOBS) != woken, "the masters hear of it all the same"
 
 
 def finished_result_key(services: Services, user_id: int) -> str:

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from stillhouse.config import QueueSettings
-from stillhouse.db.models import Delivery
+from stillhouse.db.models import Delivery, GenerationJob
 from stillhouse.errors import JobNotFound, LeaseLost
 from stillhouse.queue import GenerationQueue, SendQueue
 from stillhouse.queue.records import CancelOutcome, FailOutcome
@@ -70,6 +70,22 @@ def test_same_interaction_enqueued_twice_gives_one_job(queue: GenerationQueue) -
     assert first.created and not second.created
     assert second.job.public_id == first.job.public_id
     assert second.job.params.root["prompt"] == "first"
+
+
+def test_a_new_job_wakes_the_masters_once_it_is_committed_and_a_repeat_does_not(
+    queue: GenerationQueue, engine: Engine
+) -> None:
+    seen: list[int] = []
+
+    def queued() -> None:  # what a master would find, claiming on another connection
+        with engine.connect() as conn:
+            seen.append(int(conn.execute(select(func.count()).select_from(GenerationJob)).scalar_one()))
+
+    job = new_job(interaction_id=7)
+    first = queue.enqueue(job, queued=queued)
+    again = queue.enqueue(job, queued=queued)
+    assert first.created and not again.created
+    assert seen == [1], "one wake-up, after the job was visible to other connections"
 
 
 def test_interaction_token_is_kept_but_never_shown(queue: GenerationQueue) -> None:
