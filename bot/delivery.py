@@ -40,12 +40,14 @@ from stillhouse.logs import log_context
 from stillhouse.queue.records import DeliveryRecord
 from stillhouse.schemas.jobs import FailurePayload, ResultPayload
 from stillhouse.services import Services
+from stillhouse.storage.over_http import ObjectsOverHttp
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 RETRY_SOON_S = 1.0
 LOOP_RESTART_S = 1.0
 DELIVERY_THREADS = 2  # claims and records: short statements, one batch at a time
+STORE_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=30)
 
 
 class DeliveryLoop:
@@ -68,6 +70,9 @@ class DeliveryLoop:
         self._metrics = metrics or BotMetrics()
         self._sends_seen: int | None = None
         self._threads = ThreadPoolExecutor(DELIVERY_THREADS, thread_name_prefix="delivery")
+        # Images are read on the loop, over one kept-alive session (see over_http).
+        self._objects = ObjectsOverHttp(services.storage)
+        self._store_session: aiohttp.ClientSession | None = None
         self._lease_thread = ThreadPoolExecutor(1, thread_name_prefix="send-leases")
 
     async def _blocking(
@@ -104,6 +109,8 @@ class DeliveryLoop:
             await asyncio.gather(renewer, return_exceptions=True)
             self._threads.shutdown(wait=False)
             self._lease_thread.shutdown(wait=False)
+            if self._store_session is not None:
+                await self._store_session.close()
 
     def _claim(self) -> tuple[list[DeliveryRecord], dict[int, Any]]:
         """Rows to send and, in the same thread hop, which of them wait for a progress
@@ -176,10 +183,15 @@ class DeliveryLoop:
         self._metrics.answer_time.observe(max(0.0, (self._s.clock() - made).total_seconds()))
 
     async def _send(self, row: DeliveryRecord, fenced: bool) -> int | None:
-        outgoing = await render(row, self._s, self._client)
+        outgoing = await render(row, self._s, self._client, self._read)
         if outgoing is None:
             return None
         return await self._routes.send(row, outgoing, fenced=fenced)
+
+    async def _read(self, key: str) -> bytes:
+        if self._store_session is None or self._store_session.closed:
+            self._store_session = aiohttp.ClientSession(timeout=STORE_TIMEOUT)
+        return await self._objects.get(self._store_session, key)
 
     async def _tell_without_images(self, row: DeliveryRecord) -> None:
         """The images could not be fetched however long we tried: the user still hears

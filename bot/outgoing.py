@@ -4,6 +4,7 @@ the buttons, rendered once and sent by whichever route carries it (see bot.route
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import discord
@@ -19,6 +20,7 @@ from stillhouse.services import Services
 
 MAX_FILES = 10  # Discord's limit of attachments per message
 DEFAULT_UPLOAD_LIMIT = 10 * 2**20
+ReadObject = Callable[[str], Awaitable[bytes]]  # a stored object's bytes, by key
 
 
 @dataclass
@@ -31,9 +33,10 @@ class Outgoing:
 
 
 async def render(
-    row: DeliveryRecord, services: Services, client: discord.Client
+    row: DeliveryRecord, services: Services, client: discord.Client, read: ReadObject
 ) -> Outgoing | None:
-    """The message for a row; None for rows no message shows (progress)."""
+    """The message for a row; None for rows no message shows (progress). Its images
+    are read with `read`."""
     payload = row.payload
     if isinstance(payload, FailurePayload):
         return Outgoing(messages.failure(row.job_public_id, payload), [], None)
@@ -41,11 +44,15 @@ async def render(
         return Outgoing(messages.notice(row.job_public_id, payload.text), [], None)
     if not isinstance(payload, ResultPayload):
         return None  # progress rows are shown by editing the queued message
-    return await _result(row, payload, services, client)
+    return await _result(row, payload, services, client, read)
 
 
 async def _result(
-    row: DeliveryRecord, payload: ResultPayload, services: Services, client: discord.Client
+    row: DeliveryRecord,
+    payload: ResultPayload,
+    services: Services,
+    client: discord.Client,
+    read: ReadObject,
 ) -> Outgoing:
     limit = _upload_limit(client, row.routing.guild_id)
     fetched: list[tuple[str, str]] = []  # (name, key): attached
@@ -60,9 +67,7 @@ async def _result(
         else:
             linked.append(image.key)
     # All at once: a batch of four waited on four downloads one after another.
-    datas = await asyncio.gather(
-        *(asyncio.to_thread(services.storage.get, key) for _, key in fetched)
-    )
+    datas = await asyncio.gather(*(read(key) for _, key in fetched))
     attached = [(name, data) for (name, _), data in zip(fetched, datas, strict=True)]
     links = [services.storage.url(key) for key in linked]  # signed here: no request
     if row.routing.visibility == "spoiler":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -35,6 +36,7 @@ from stillhouse.schemas.worker_io import (
 )
 from stillhouse.storage import Storage
 from stillhouse.storage.base import validate_key
+from stillhouse.storage.over_http import ObjectsOverHttp
 from worker import health, policy
 from worker.cleanup import Cleaner
 from worker.comfy.client import ComfyClient
@@ -42,12 +44,11 @@ from worker.comfy.follow import Execution, Limits, Progress, execute
 from worker.comfy.supervisor import Supervisor
 from worker.errors import JobFailure, invalid_input
 from worker.inputs import check_sources, stage_inputs
-from worker.uploads import upload
+from worker.sessions import Sessions
+from worker.uploads import Put, upload
 
 log = logging.getLogger(__name__)
 ProgressReport = Callable[[dict[str, Any], dict[str, Any]], None]
-# One HTTP call to ComfyUI; the job's deadline bounds all of them together as well.
-CALL_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=30)
 INTERRUPT_LIMIT_S = 2.0
 OVER_TIME = "the job ran past its time limit"
 
@@ -65,6 +66,11 @@ class WorkerContext:
     # Whose turn it is to queue a prompt on ComfyUI (see _Turn). A worker may hold a
     # second job (its concurrency): that one waits here until the prompt before it runs.
     comfy_turn: asyncio.Lock = field(default_factory=asyncio.Lock)
+    sessions: Sessions = field(default_factory=Sessions)
+    objects: ObjectsOverHttp = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.objects = ObjectsOverHttp(self.storage)
 
 
 async def handle(job: dict[str, Any], ctx: WorkerContext) -> dict[str, Any]:
@@ -104,7 +110,7 @@ async def run(job: dict[str, Any], ctx: WorkerContext) -> WorkerOutput:
     graph = policy.enforce(request.workflow, ctx.allowed_nodes, folder)
     deadline = time.monotonic() + request.timeout_s  # the loop's clock too
     try:
-        async with aiohttp.ClientSession(timeout=CALL_TIMEOUT) as session:
+        async with ctx.sessions.session() as session:  # kept from job to job
             try:
                 async with asyncio.timeout_at(deadline):
                     return await _steps(job, ctx, request, graph, session, deadline)
@@ -140,7 +146,8 @@ async def _steps(
             ctx.cleaner.clean_inputs([image.name for image in request.inputs])
     progress.stage("uploading")
     upload_began = time.monotonic()
-    images = await collect_and_upload(client, execution, request, ctx.storage, deadline)
+    put = functools.partial(ctx.objects.put, session)  # on the loop, over the same session
+    images = await collect_and_upload(client, execution, request, put, deadline)
     upload_s = time.monotonic() - upload_began
     return WorkerOutput(
         images=images,
@@ -178,7 +185,7 @@ async def collect_and_upload(
     client: ComfyClient,
     execution: Execution,
     request: WorkerInput,
-    storage: Storage,
+    put: Put,
     deadline: float,
 ) -> list[ImageRef]:
     """Every image of type `output`, fetched from ComfyUI and stored (storage outages
@@ -194,7 +201,7 @@ async def collect_and_upload(
     for node_id, image in wanted:
         data = await client.view(image)
         try:
-            refs.append(await upload(storage, prefix, request.job_id, node_id, data, deadline))
+            refs.append(await upload(put, prefix, request.job_id, node_id, data, deadline))
         except InvalidKey as exc:
             raise invalid_input(str(exc)) from None
         except ValueError as exc:

@@ -51,4 +51,10 @@ def main(settings: Settings | None = None) -> None:
         return await handle(job, ctx)
 
     scaler.install()
-    runpod.serverless.start({"handler": handler, "concurrency": settings.worker.concurrency})
+    runpod.serverless.start(
+        {
+            "handler": handler,
+            "concurrency": settings.worker.concurrency,
+            "kept_while_running": ctx.sessions.kept,  # one HTTP session for every job
+        }
+    )

@@ -9,7 +9,8 @@ in bursts and left the GPU idle ~0.5 s after each, a duty cycle of 0.88.
 
 `SteadyScaler` keeps the SDK's fetching, handling, stop signals and shutdown and changes
 only when things happen: a fixed concurrency (no resizing), a job's handler starts the
-moment it is fetched, and a finished job wakes the fetching loop at once. Holding two
+moment it is fetched, and a finished job wakes the fetching loop at once. Its run holds
+what the worker keeps open from job to job (config `kept_while_running`). Holding two
 jobs, the second one's prompt is queued on ComfyUI while the first one runs
 (worker.handler._Turn), and the next job is fetched while the second one runs.
 """
@@ -18,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from runpod.http_client import ClientSession, TooManyRequests
@@ -36,6 +39,15 @@ class SteadyScaler(rp_scale.JobScaler):  # type: ignore[misc]
         self.current_concurrency = concurrency
         self.jobs_queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=concurrency)
         self._slot_freed = asyncio.Event()
+        # What the worker keeps open while the loop runs (its HTTP session: worker.sessions).
+        self._kept: Callable[[], AbstractAsyncContextManager[None]] = config.get(
+            "kept_while_running", contextlib.nullcontext
+        )
+
+    async def run(self) -> None:
+        """The SDK's run, inside what the worker keeps open for it."""
+        async with self._kept():
+            await super().run()
 
     async def set_scale(self) -> None:
         """Fixed at `concurrency`: never resized (the SDK's resize waits for an empty

@@ -10,14 +10,16 @@ import logging
 import struct
 import time
 import zlib
+from collections.abc import Awaitable, Callable
 
 from PIL import Image
 
 from stillhouse.errors import InvalidKey, StorageError
 from stillhouse.schemas.worker_io import ImageRef
-from stillhouse.storage import Storage, StoredObject, new_key
+from stillhouse.storage import StoredObject, new_key
 
 log = logging.getLogger(__name__)
+Put = Callable[[str, bytes, str], Awaitable[StoredObject]]  # key, bytes, content type
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 METADATA_CHUNKS = {b"tEXt", b"zTXt", b"iTXt", b"eXIf", b"tIME"}
@@ -70,14 +72,14 @@ DEADLINE_MARGIN_S = 0.25
 
 
 async def upload(
-    storage: Storage, prefix: str, job_id: str, node_id: str, data: bytes, deadline: float
+    put: Put, prefix: str, job_id: str, node_id: str, data: bytes, deadline: float
 ) -> ImageRef:
     """Store one output image; the ImageRef the master hands on to the user. A storage
     error is retried with backoff while the next try still fits before `deadline`
     (time.monotonic()); after that the last error is raised."""
     clean, content_type, width, height = private_image(data)
     key = new_key(prefix, job_id, "png")
-    stored = await _put(storage, key, clean, content_type, deadline)
+    stored = await _put(put, key, clean, content_type, deadline)
     return ImageRef(
         key=stored.key,
         bucket=stored.bucket,
@@ -90,16 +92,14 @@ async def upload(
     )
 
 
-async def _put(
-    storage: Storage, key: str, data: bytes, content_type: str, deadline: float
-) -> StoredObject:
+async def _put(put: Put, key: str, data: bytes, content_type: str, deadline: float) -> StoredObject:
     delay = RETRY_FIRST_S
     while True:
         try:
             # Just short of the job's own deadline, so that a store that never answers
             # is reported as such rather than as a job over time.
             async with asyncio.timeout_at(asyncio.get_running_loop().time() + _left(deadline)):
-                return await asyncio.to_thread(storage.put, key, data, content_type)
+                return await put(key, data, content_type)
         except TimeoutError:
             raise StorageError("storage did not answer before the job's deadline") from None
         except InvalidKey:

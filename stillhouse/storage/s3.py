@@ -66,6 +66,16 @@ class S3Storage:
             ExpiresIn=expires_s or self._expiry,
         )
 
+    def put_url(self, key: str, content_type: str, expires_s: int) -> str:
+        """A URL that stores one object of `content_type` under `key` when PUT to, signed
+        for the services' endpoint (stillhouse.storage.over_http)."""
+        validate_key(key)
+        return self._client.generate_presigned_url(
+            "put_object",
+            Params={"Bucket": self._bucket, "Key": key, "ContentType": content_type},
+            ExpiresIn=expires_s,
+        )
+
     def delete(self, key: str) -> None:
         validate_key(key)
         self._client.delete_object(Bucket=self._bucket, Key=key)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import hashlib
 import threading
 import urllib.error
 import urllib.request
@@ -9,14 +12,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+import aiohttp
 import pytest
 
 from stillhouse.config import StorageSettings
-from stillhouse.errors import InvalidKey, ObjectNotFound
-from stillhouse.storage import Storage, new_key
+from stillhouse.errors import InvalidKey, ObjectNotFound, StorageUnavailable
+from stillhouse.storage import Storage, StoredObject, new_key
 from stillhouse.storage.local import LocalStorage
 from stillhouse.storage.local_http import make_wsgi_app
+from stillhouse.storage.over_http import ObjectsOverHttp
 from stillhouse.storage.s3 import S3Storage
+from tests.doubles.s3_outage import S3Outage
 from tests.support import free_port
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
@@ -131,3 +137,79 @@ def test_settings_pick_the_backend(tmp_path: Path, s3_settings: StorageSettings)
     assert isinstance(local, LocalStorage) and (tmp_path / "images").is_dir()
     s3 = make_storage(make_settings(data_dir=tmp_path, storage=s3_settings))
     assert isinstance(s3, S3Storage) and s3.bucket == s3_settings.s3_bucket
+
+
+def test_objects_over_http_round_trip_and_say_what_is_missing(storage: Storage) -> None:
+    key = new_key("stillhouse/", "job124", "png")
+    objects = ObjectsOverHttp(storage)
+
+    async def round_trip() -> tuple[StoredObject, bytes, bytes]:
+        async with aiohttp.ClientSession() as session:
+            stored = await objects.put(session, key, PNG, "image/png")
+            first, again = await asyncio.gather(
+                objects.get(session, key), objects.get(session, key)
+            )
+            with pytest.raises(ObjectNotFound):
+                await objects.get(session, new_key("stillhouse/", "job124", "png"))
+            with pytest.raises(InvalidKey):
+                await objects.get(session, "../escape.png")
+            with pytest.raises(InvalidKey):
+                await objects.put(session, "../escape.png", PNG, "image/png")
+            return stored, first, again
+
+    stored, first, again = asyncio.run(round_trip())
+    assert (first, again) == (PNG, PNG)
+    assert stored == storage.put(
+        new_key("stillhouse/", "job124", "png"), PNG, "image/png"
+    ).model_copy(update={"key": key}), "described as the store's own put describes it"
+    assert storage.get(key) == PNG and storage.content_type(key) == "image/png"
+
+
+def test_objects_over_http_report_a_store_that_refuses_as_unavailable(
+    moto_endpoint: str, s3_settings: StorageSettings
+) -> None:
+    key = new_key("stillhouse/", "job125", "png")
+    S3Storage(s3_settings).put(key, PNG, "image/png")
+    outage = S3Outage(moto_endpoint).start()
+    try:
+        through = S3Storage(s3_settings.model_copy(update={"s3_endpoint_url": outage.url}))
+        objects = ObjectsOverHttp(through)
+
+        async def read() -> bytes:
+            async with aiohttp.ClientSession() as session:
+                outage.down = True
+                with pytest.raises(StorageUnavailable):
+                    await objects.get(session, key)
+                with pytest.raises(StorageUnavailable):
+                    await objects.put(session, key + ".2", PNG, "image/png")
+                outage.down = False
+                return await objects.get(session, key)
+
+        assert asyncio.run(read()) == PNG
+        assert outage.refused == 2
+    finally:
+        outage.stop()
+
+
+def test_a_put_carries_the_md5_of_its_bytes_for_s3_to_check(s3_settings: StorageSettings) -> None:
+    """S3 refuses a body whose MD5 differs from Content-MD5 (moto does not check it, so
+    what is checked here is the header the PUT carries)."""
+    key = new_key("stillhouse/", "job126", "png")
+    objects = ObjectsOverHttp(S3Storage(s3_settings))
+    sent: list[dict[str, str]] = []
+
+    async def on_request_start(
+        _session: aiohttp.ClientSession, _ctx: object, params: aiohttp.TraceRequestStartParams
+    ) -> None:
+        sent.append(dict(params.headers))
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(on_request_start)
+
+    async def put() -> None:
+        async with aiohttp.ClientSession(trace_configs=[trace]) as session:
+            await objects.put(session, key, PNG, "image/png")
+
+    asyncio.run(put())
+    expected = base64.b64encode(hashlib.md5(PNG).digest()).decode()  # noqa: S324
+    assert [(h["Content-MD5"], h["Content-Type"]) for h in sent] == [(expected, "image/png")]
