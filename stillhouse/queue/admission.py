@@ -38,10 +38,20 @@ WINDOWS: dict[str, timedelta] = {
 }
 
 
-def _count_recent() -> Prepared:
-    """For each window, the user's requests in it and the oldest of them (when the
-    window's first place frees), in one statement over the longest window."""
-    columns = []
+def _look() -> Prepared:
+    """What admission needs to know, in one statement (one round trip, not three): the
+    job this request id already made, if any; for each window, the user's requests in
+    it and the oldest of them (when the window's first place frees), over the longest
+    window; and how many of the user's requests are unfinished."""
+    earlier = (
+        select(_C.id).where(_C.interaction_id == bindparam("interaction_id")).scalar_subquery()
+    )
+    unfinished = (
+        select(func.count())
+        .where(_C.user_id == bindparam("user_id"), or_(*(_C.status == s for s in _UNFINISHED)))
+        .scalar_subquery()
+    )
+    columns = [earlier.label("earlier_id"), unfinished.label("active")]
     for name in WINDOWS:
         inside = _C.created_at >= bindparam(f"since_{name}")
         columns.append(func.coalesce(func.sum(case((inside, 1), else_=0)), 0).label(name))
@@ -60,12 +70,7 @@ _LOCK_REQUESTER = Prepared(
     .where(REQUESTERS.c.user_id == bindparam("user_id"))
     .values(last_request_at=bindparam("now"))
 )
-_COUNT_RECENT = _count_recent()
-_COUNT_UNFINISHED = Prepared(
-    select(func.count().label("active")).where(
-        _C.user_id == bindparam("user_id"), or_(*(_C.status == state for state in _UNFINISHED))
-    )
-)
+_LOOK = _look()
 
 
 class Limits(BaseModel):
@@ -121,18 +126,26 @@ def add_requester(engine: Engine, user_id: int, now: datetime) -> None:
         pass  # another request made it
 
 
-def check_limits(conn: Connection, user_id: int, limits: Limits, now: datetime) -> None:
-    """LimitReached if one more request would go past a limit (call with the lock held):
-    the per-minute rate first, then requests at once, then the longer windows."""
+def look(
+    conn: Connection, user_id: int, interaction_id: int | None, now: datetime
+) -> dict[str, Any]:
+    """With the lock held: the id of the job this request id already made (`earlier_id`,
+    None if none) and what `check_limits` counts."""
     params = {f"since_{name}": now - span for name, span in WINDOWS.items()}
-    [counted] = _COUNT_RECENT.mappings(conn, {"user_id": user_id, **params})
-    _over(limits, counted, "minute", now)
-    [unfinished] = _COUNT_UNFINISHED.mappings(conn, {"user_id": user_id})
-    active = int(unfinished["active"])
+    wanted = {"user_id": user_id, "interaction_id": interaction_id, **params}
+    [looked] = _LOOK.mappings(conn, wanted)
+    return looked
+
+
+def check_limits(looked: Mapping[str, Any], limits: Limits, now: datetime) -> None:
+    """LimitReached if one more request would go past a limit, by what `look` saw: the
+    per-minute rate first, then requests at once, then the longer windows."""
+    _over(limits, looked, "minute", now)
+    active = int(looked["active"])
     if active >= limits.max_active:
         raise LimitReached("active", active, limits.max_active)
     for name in [n for n in WINDOWS if n != "minute"]:  # shortest first
-        _over(limits, counted, name, now)
+        _over(limits, looked, name, now)
 
 
 def _over(limits: Limits, counted: Mapping[str, Any], window: str, now: datetime) -> None:

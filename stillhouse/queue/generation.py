@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -21,6 +21,7 @@ from stillhouse.queue.admission import (
     add_requester,
     check_limits,
     lock_requester,
+    look,
     same_request,
 )
 from stillhouse.queue.base import QueueTable
@@ -58,7 +59,6 @@ from stillhouse.schemas.states import ACTIVE_JOB_STATES, TERMINAL_JOB_STATES, Jo
 from stillhouse.schemas.worker_io import ErrorInfo
 
 _C = JOBS.c
-_ID_OF_REQUEST = Prepared(select(_C.id).where(_C.interaction_id == bindparam("interaction_id")))
 
 
 class GenerationQueue(QueueTable):
@@ -137,11 +137,11 @@ class GenerationQueue(QueueTable):
         for _ in range(2):
             with self._engine.begin() as conn:
                 if lock_requester(conn, user_id, now):
+                    looked = look(conn, user_id, job.interaction_id, now)
                     # Under the lock: a retry of an admitted request must not count itself.
-                    existing = self._by_request(conn, job.interaction_id)
-                    if existing is not None:
-                        return same_request(existing, digest)
-                    check_limits(conn, user_id, limits, now)
+                    if looked["earlier_id"] is not None:
+                        return same_request(self._by_id(conn, looked["earlier_id"]), digest)
+                    check_limits(looked, limits, now)
                     return self._insert(conn, values, reuse_within_s)
             add_requester(self._engine, user_id, now)  # a first request: then lock it
         raise LeaseLost(f"no requester row for user {user_id}")  # pragma: no cover
@@ -199,16 +199,9 @@ class GenerationQueue(QueueTable):
         }
 
     @staticmethod
-    def _by_request(conn: Connection, interaction_id: int | None) -> JobRecord | None:
-        if interaction_id is None:
-            return None
-        # The id first: the usual answer is "none", and a whole row costs its columns.
-        found = _ID_OF_REQUEST.mappings(conn, {"interaction_id": interaction_id})
-        if not found:
-            return None
-        return JobRecord.from_row(
-            conn.execute(select(JOBS).where(_C.id == found[0]["id"])).mappings().one()
-        )
+    def _by_id(conn: Connection, job_id: int) -> JobRecord:
+        row = conn.execute(select(JOBS).where(_C.id == job_id)).mappings().one()
+        return JobRecord.from_row(row)
 
     def get(self, public_id: str) -> JobRecord | None:
         """The job with this public id, or None."""
