@@ -79,7 +79,9 @@ def test_a_new_job_wakes_the_masters_once_it_is_committed_and_a_repeat_does_not(
 
     def queued() -> None:  # what a master would find, claiming on another connection
         with engine.connect() as conn:
-            seen.append(int(conn.execute(select(func.count()).select_from(GenerationJob)).scalar_one()))
+            seen.append(
+                int(conn.execute(select(func.count()).select_from(GenerationJob)).scalar_one())
+            )
 
     job = new_job(interaction_id=7)
     first = queue.enqueue(job, queued=queued)
