@@ -25,6 +25,7 @@ from stillhouse.errors import ObjectNotFound, StorageUnavailable
 from stillhouse.storage.base import Storage, StoredObject, describe, validate_key
 
 URL_LIFETIME_S = 300  # a URL is used at once; it only has to outlive a slow transfer
+HASH_ON_THREAD_BYTES = 256 * 1024
 
 
 class ObjectsOverHttp:
@@ -58,12 +59,24 @@ class ObjectsOverHttp:
         if self._s3 is None:
             return await asyncio.to_thread(self._storage.put, key, data, content_type)
         url = self._s3.put_url(validate_key(key), content_type, URL_LIFETIME_S)
-        digest = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
-        headers = {"Content-Type": content_type, "Content-MD5": digest}
+        # Hashing a large image would hold the loop for milliseconds: a thread does it
+        # (hashlib lets go of the GIL); a small one is hashed at once.
+        described = (key, self._s3.bucket, data, content_type)
+        if len(data) >= HASH_ON_THREAD_BYTES:
+            md5, stored = await asyncio.to_thread(_digests, *described)
+        else:
+            md5, stored = _digests(*described)
+        headers = {"Content-Type": content_type, "Content-MD5": md5}
         try:
             async with session.put(url, data=data, headers=headers) as response:
                 if response.status != 200:
                     raise StorageUnavailable(f"storage refused {key}: HTTP {response.status}")
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise StorageUnavailable(f"storage unreachable: {type(exc).__name__}") from None
-        return describe(key, self._s3.bucket, data, content_type)
+        return stored
+
+
+def _digests(key: str, bucket: str, data: bytes, content_type: str) -> tuple[str, StoredObject]:
+    """The Content-MD5 header of `data`, and the StoredObject that describes it."""
+    md5 = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+    return md5, describe(key, bucket, data, content_type)

@@ -155,6 +155,9 @@ def test_objects_over_http_round_trip_and_say_what_is_missing(storage: Storage) 
                 await objects.get(session, "../escape.png")
             with pytest.raises(InvalidKey):
                 await objects.put(session, "../escape.png", PNG, "image/png")
+            large = PNG * 40  # 400 KB: hashed on a thread
+            big = await objects.put(session, key + ".large", large, "image/png")
+            assert big.bytes == len(large) and await objects.get(session, big.key) == large
             return stored, first, again
 
     stored, first, again = asyncio.run(round_trip())
