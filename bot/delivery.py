@@ -40,14 +40,13 @@ from stillhouse.logs import log_context
 from stillhouse.queue.records import DeliveryRecord
 from stillhouse.schemas.jobs import FailurePayload, ResultPayload
 from stillhouse.services import Services
-from stillhouse.storage.over_http import ObjectsOverHttp
+from stillhouse.storage.over_http import STORE_TIMEOUT, ObjectsOverHttp
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 RETRY_SOON_S = 1.0
 LOOP_RESTART_S = 1.0
 DELIVERY_THREADS = 2  # claims and records: short statements, one batch at a time
-STORE_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=30)
 
 
 class DeliveryLoop:

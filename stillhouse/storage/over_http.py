@@ -22,10 +22,12 @@ import hashlib
 import aiohttp
 
 from stillhouse.errors import ObjectNotFound, StorageUnavailable
-from stillhouse.storage.base import Storage, StoredObject, describe, validate_key
+from stillhouse.storage.base import Storage, StoredObject, describe
 
 URL_LIFETIME_S = 300  # a URL is used at once; it only has to outlive a slow transfer
 HASH_ON_THREAD_BYTES = 256 * 1024
+# Limits of one call on a session that talks to the store (connect, then each read).
+STORE_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=30)
 
 
 class ObjectsOverHttp:
@@ -41,7 +43,7 @@ class ObjectsOverHttp:
         """The object's bytes."""
         if self._s3 is None:
             return await asyncio.to_thread(self._storage.get, key)
-        url = self._s3.url(validate_key(key), URL_LIFETIME_S, for_workers=True)
+        url = self._s3.url(key, URL_LIFETIME_S, for_workers=True)  # checks the key
         try:
             async with session.get(url) as response:
                 if response.status == 404:
@@ -58,7 +60,7 @@ class ObjectsOverHttp:
         """Write `data` under `key`."""
         if self._s3 is None:
             return await asyncio.to_thread(self._storage.put, key, data, content_type)
-        url = self._s3.put_url(validate_key(key), content_type, URL_LIFETIME_S)
+        url = self._s3.put_url(key, content_type, URL_LIFETIME_S)  # checks the key
         # Hashing a large image would hold the loop for milliseconds: a thread does it
         # (hashlib lets go of the GIL); a small one is hashed at once.
         described = (key, self._s3.bucket, data, content_type)
