@@ -33,6 +33,7 @@ from bot.limiter import GlobalLimiter
 from bot.metrics import BotMetrics
 from bot.outgoing import Outgoing, render
 from bot.pacing import pause
+from bot.recent_images import RecentImages
 from bot.routes import RetrySoon, Routes, Undeliverable
 from stillhouse import hints
 from stillhouse.errors import LeaseLost, ObjectNotFound, StorageError
@@ -72,6 +73,7 @@ class DeliveryLoop:
         # Images are read on the loop, over one kept-alive session (see over_http).
         self._objects = ObjectsOverHttp(services.storage)
         self._store_session: aiohttp.ClientSession | None = None
+        self._recent = RecentImages(self._settings.recent_images_mb * 2**20)
         self._lease_thread = ThreadPoolExecutor(1, thread_name_prefix="send-leases")
 
     async def _blocking(
@@ -188,6 +190,9 @@ class DeliveryLoop:
         return await self._routes.send(row, outgoing, fenced=fenced)
 
     async def _read(self, key: str) -> bytes:
+        return await self._recent.read(key, self._fetch)
+
+    async def _fetch(self, key: str) -> bytes:
         if self._store_session is None or self._store_session.closed:
             self._store_session = aiohttp.ClientSession(timeout=STORE_TIMEOUT)
         return await self._objects.get(self._store_session, key)

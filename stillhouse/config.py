@@ -548,6 +548,12 @@ class BotSettings(BaseModel):
         description="idle wait between claims; a job's outcome wakes the bots at once "
         "(a hint in memcached, or in the process for `stillhouse up`)",
     )
+    recent_images_mb: int = Field(
+        default=64,
+        ge=0,
+        description="images each bot process keeps in memory after delivering them: a "
+        "repeated request's answer is not read from storage again; 0 = none",
+    )
     progress_interval_s: float = Field(
         default=3.0, gt=0, description="how often a running job's message is edited"
     )

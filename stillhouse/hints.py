@@ -84,8 +84,15 @@ class MemcachedHints:
 
     def bump(self, topic: str) -> None:
         key = self._prefix + topic
-        if self._client.incr(key, 1) is None:  # a first bump (or memcached restarted)
-            self._client.add(key, "1", expire=0)
+        counter = self._client.incr(key, 1)
+        if counter is None:  # a first bump (or memcached restarted)
+            counter = 1 if self._client.add(key, "1", expire=0) else None
+        with self._watchers_lock:
+            watcher = self._watchers.get(topic)
+        if watcher is not None and type(counter) is int:  # False: memcached did not answer
+            # This process's own waiters need not wait for the next read of memcached
+            # (the bot that answers a repeated request from storage delivers it too).
+            watcher.saw(counter)
 
     def version(self, topic: str) -> int | None:
         return _counter(self._client.get(self._prefix + topic))
@@ -190,6 +197,17 @@ class Watcher:
                 if (loop, woken) in self._waiters:
                     self._waiters.remove((loop, woken))
         return self.latest
+
+    def saw(self, counter: int) -> None:
+        """The counter moved to `counter` by this process's own bump: wake the waiters now
+        (the next read may see it again and wake them once more: a hint only says look)."""
+        with self._cond:
+            if counter == self.latest:
+                return
+            self.latest = counter
+            woken, self._waiters = self._waiters, []
+        for loop, future in woken:
+            loop.call_soon_threadsafe(_wake, future)
 
     def stop(self) -> None:
         with self._cond:

@@ -222,3 +222,29 @@ def test_a_second_serve_with_the_same_seed_gets_its_images_from_storage_in_disco
         first_answer = wait_answer(emu, first, original)
         emu.click(first_answer, f"sh:d:{original}", USER)
         wait_until(lambda: image_gone(maria_services, stored[0][0]), 5, what="the images deleted")
+
+
+def test_a_repeated_answer_is_shown_from_the_bots_memory_without_reading_storage_again(
+    emu: DiscordEmulator, maria_services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = maria_services.storage
+    reads: list[str] = []
+    read = storage.get
+
+    def counted(key: str) -> bytes:
+        reads.append(key)
+        return read(key)
+
+    monkeypatch.setattr(storage, "get", counted)
+    with running_bot(maria_services, emu):
+        options = {"prompt": "a lighthouse at dusk", "seed": 4321}
+        first = emu.slash_command(GUILD, CHANNEL, USER, "serve", options=options)
+        original = queued_id(first)
+        stored = finish(maria_services, original)
+        wait_answer(emu, first, original)
+        assert reads == [key for key, _ in stored], "the first answer read its images"
+
+        again = emu.slash_command(GUILD, CHANNEL, OTHER_USER, "serve", options=options)
+        answer = wait_answer(emu, again, queued_id(again))
+        assert [a.data for a in answer.attachments] == [data for _, data in stored]
+        assert reads == [key for key, _ in stored], "the repeat was read from storage again"

@@ -7,6 +7,9 @@ import asyncio
 import threading
 import time
 
+import pytest
+
+from stillhouse import hints as hints_module
 from stillhouse.config import MemcachedSettings
 from stillhouse.hints import JOBS, MemcachedHints, changed
 from tests.conftest import MemcachedServer
@@ -29,6 +32,27 @@ def test_a_bump_from_another_client_wakes_the_waiter(memcached: MemcachedServer)
     bumping.close()
     assert seen == 0 and after == 1
     assert took < 2.0, "woken by the bump, not at the 10 s timeout"
+
+
+def test_a_bump_in_the_same_process_wakes_its_waiter_without_reading_memcached(
+    memcached: MemcachedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The watcher reads memcached only every 5 s here: a wake within a second is the bump's.
+    monkeypatch.setattr(hints_module, "HOT_WATCH_S", 5.0)
+    monkeypatch.setattr(hints_module, "WATCH_S", 5.0)
+    hints = MemcachedHints(MemcachedSettings(servers=memcached.address))
+
+    async def scenario() -> tuple[int | None, int | None, float]:
+        seen = await changed(hints, JOBS, None, 1.0)  # the watcher's first read
+        started = time.monotonic()
+        asyncio.get_running_loop().call_later(0.1, hints.bump, JOBS)
+        after = await changed(hints, JOBS, seen, 10.0)
+        return seen, after, time.monotonic() - started
+
+    seen, after, took = asyncio.run(scenario())
+    hints.close()
+    assert seen == 0 and after == 1
+    assert took < 1.0, f"woken after {took:.2f} s: by the watcher's next read, not the bump"
 
 
 def test_an_unchanged_counter_waits_out_the_timeout(memcached: MemcachedServer) -> None:
