@@ -162,14 +162,14 @@ class Dispatcher:
 
     def _claim_up_to(self, free: int) -> list[JobRecord]:
         """Claim at most `free` jobs, fewer under the deployment's cap on jobs at the
-        backend: the count and the claim in one thread hop."""
-        if self.master.backend_max_in_flight:
-            active = self.queue.active_count()
-            free = min(free, self.master.backend_max_in_flight - active)
-            if free <= 0:
-                return []
+        backend (counted in the claim's transaction)."""
         limit = min(free, self.master.claim_batch)
-        return self.queue.claim(self.owner, limit, self.master.partition_list())
+        return self.queue.claim(
+            self.owner,
+            limit,
+            self.master.partition_list(),
+            backend_cap=self.master.backend_max_in_flight,
+        )
 
     async def _probe_later(self) -> None:
         """While paused: wait (longer each time), then ask whether the backend answers."""

@@ -316,14 +316,25 @@ class GenerationQueue(QueueTable):
     # -- masters --------------------------------------------------------------------------
 
     def claim(
-        self, owner: str, limit: int = 1, partitions: Sequence[int] | None = None
+        self,
+        owner: str,
+        limit: int = 1,
+        partitions: Sequence[int] | None = None,
+        *,
+        backend_cap: int = 0,
     ) -> list[JobRecord]:
-        """Lease up to `limit` runnable jobs to `owner` (FOR UPDATE SKIP LOCKED)."""
+        """Lease up to `limit` runnable jobs to `owner` (FOR UPDATE SKIP LOCKED). With
+        `backend_cap`, fewer: as many as keep the jobs dispatched or running, across every
+        master, at most that many (counted in the claim's own transaction)."""
         if limit < 1:
             raise ValueError(f"claim limit must be at least 1, got {limit}")
         now = self._clock()
         rows: list[dict[str, Any]] = []
         with self._engine.begin() as conn:
+            if backend_cap:
+                limit = min(limit, backend_cap - _active(conn))
+                if limit <= 0:
+                    return []
             for partition in self._partitions(partitions):
                 wanted = {"partition": partition, "now": now}
                 rows.extend(runnable_jobs(limit - len(rows)).mappings(conn, wanted))
@@ -484,11 +495,7 @@ class GenerationQueue(QueueTable):
     def active_count(self) -> int:
         """Jobs dispatched or running, across every master (for backend limits)."""
         with self._engine.connect() as conn:
-            return int(
-                conn.execute(
-                    select(func.count()).select_from(JOBS).where(_C.status.in_(ACTIVE_JOB_STATES))
-                ).scalar_one()
-            )
+            return _active(conn)
 
     def finish_cancelled(self, job: JobRecord) -> None:
         """The holder stopped a job the user cancelled."""
@@ -663,3 +670,9 @@ def _blank_row() -> dict[str, Any]:
         "started_at": None,
         "finished_at": None,
     }
+
+
+def _active(conn: Connection) -> int:
+    """Jobs dispatched or running, across every master."""
+    count = select(func.count()).select_from(JOBS).where(_C.status.in_(ACTIVE_JOB_STATES))
+    return int(conn.execute(count).scalar_one())

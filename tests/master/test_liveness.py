@@ -52,9 +52,14 @@ class SlowRenewals(GenerationQueue):
         return status
 
     def claim(
-        self, owner: str, limit: int = 1, partitions: Sequence[int] | None = None
+        self,
+        owner: str,
+        limit: int = 1,
+        partitions: Sequence[int] | None = None,
+        *,
+        backend_cap: int = 0,
     ) -> list[JobRecord]:
-        jobs = super().claim(owner, limit, partitions)
+        jobs = super().claim(owner, limit, partitions, backend_cap=backend_cap)
         if jobs and self.renewing.is_set() and not self.claimed_meanwhile.is_set():
             if self.stall and self.loop is not None:
                 self.loop.call_soon_threadsafe(time.sleep, STALL_S)

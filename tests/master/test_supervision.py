@@ -36,10 +36,15 @@ class Buggy(GenerationQueue):
             raise RuntimeError(f"a bug in {name}")
 
     def claim(
-        self, owner: str, limit: int = 1, partitions: Sequence[int] | None = None
+        self,
+        owner: str,
+        limit: int = 1,
+        partitions: Sequence[int] | None = None,
+        *,
+        backend_cap: int = 0,
     ) -> list[JobRecord]:
         self._bug("claim")
-        return super().claim(owner, limit, partitions)
+        return super().claim(owner, limit, partitions, backend_cap=backend_cap)
 
     def renew(self, owner: str, job_ids: Iterable[int]) -> LeaseStatus:
         self._bug("renew")

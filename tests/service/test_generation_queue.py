@@ -446,6 +446,21 @@ def test_input_images_travel_with_the_job(queue: GenerationQueue) -> None:
     assert claimed.inputs == sources
 
 
+def test_a_claim_keeps_the_jobs_at_the_backend_within_the_cap_across_masters(
+    queue: GenerationQueue,
+) -> None:
+    for _ in range(6):
+        queue.enqueue(new_job())
+    first = queue.claim("m1", 3, backend_cap=4)
+    assert len(first) == 3
+    assert len(queue.claim("m2", 3, backend_cap=4)) == 1, "one place left under the cap"
+    assert queue.claim("m3", 3, backend_cap=4) == []
+    queue.complete(first[0], JobResult(images=[IMAGE]))
+    assert len(queue.claim("m3", 3, backend_cap=4)) == 1, "a finished job freed its place"
+    assert queue.active_count() == 4
+    assert len(queue.claim("m3", 3)) == 1, "no cap: the rest"
+
+
 def test_a_drained_job_goes_back_at_once_without_spending_an_attempt(
     queue: GenerationQueue,
 ) -> None:
