@@ -88,13 +88,16 @@ class Dispatcher:
         ]
         try:
             pause = self.master.claim_interval_s
+            # Jobs queued before this are found by the first claim; a later one moves it.
+            self._jobs_seen = await asyncio.to_thread(self.hints.version, hints.JOBS)
             while not self.stopping.is_set():
                 claimed = 0
+                full = False  # as many as asked for: more may be waiting, look again now
                 try:
                     if self.paused.active:
                         await self._probe_later()
                         continue
-                    claimed = await self._claim()
+                    claimed, full = await self._claim()
                     drained = until_idle and not claimed and not self.in_flight
                     if drained and await self._drained():
                         return
@@ -112,7 +115,7 @@ class Dispatcher:
                     self.metrics.loop_errors.labels("claim").inc()
                     log.exception("claiming failed", extra={"action": "loop.error"})
                     pause = LOOP_RESTART_S
-                if not claimed:
+                if not full:  # a job queued meanwhile has moved the hint: no wake is lost
                     await self._idle(pause)
         finally:
             await self._drain()
@@ -135,13 +138,15 @@ class Dispatcher:
         """Why this master is unhealthy, if it is."""
         return self.paused.problem()
 
-    async def _claim(self) -> int:
+    async def _claim(self) -> tuple[int, bool]:
+        """Jobs claimed, and whether that was as many as asked for."""
         free = self.master.max_in_flight - len(self.in_flight)
         if self.backend.capacity is not None:
             free = min(free, self.backend.capacity - len(self.in_flight))
         if free <= 0:
-            return 0
-        jobs = await self.calls.db(self._claim_up_to, free)
+            return 0, False
+        limit = min(free, self.master.claim_batch)
+        jobs = await self.calls.db(self._claim_up_to, limit)
         for job in jobs:
             flight = InFlight(job, cancel_requested=job.cancel_requested)
             self.in_flight[job.id] = flight
@@ -158,12 +163,11 @@ class Dispatcher:
                     (job.dispatched_at - job.created_at).total_seconds()
                 )
         self.metrics.in_flight.set(len(self.in_flight))
-        return len(jobs)
+        return len(jobs), len(jobs) == limit
 
-    def _claim_up_to(self, free: int) -> list[JobRecord]:
-        """Claim at most `free` jobs, fewer under the deployment's cap on jobs at the
+    def _claim_up_to(self, limit: int) -> list[JobRecord]:
+        """Claim at most `limit` jobs, fewer under the deployment's cap on jobs at the
         backend (counted in the claim's transaction)."""
-        limit = min(free, self.master.claim_batch)
         return self.queue.claim(
             self.owner,
             limit,

@@ -57,8 +57,12 @@ def test_chaos_kill_masters_and_workers_nothing_lost_nothing_twice(
     chaos = random.Random(20261122)
     kills = Counter[str]()
     deadline = time.monotonic() + 25
+    blows = 0
     while time.monotonic() < deadline and unfinished(mariadb_engine) > JOBS // 5:
-        victim = chaos.choice(MASTERS + WORKERS)
+        # Every third blow at a master: on a fast machine the jobs are four-fifths done
+        # after a dozen blows, and a free draw once hit a master only once in 19.
+        victim = chaos.choice(MASTERS if blows % 3 == 0 else WORKERS)
+        blows += 1
         cluster.kill(victim)  # SIGKILL, whole process group
         kills[victim[0]] += 1
         time.sleep(chaos.uniform(0.3, 1.0))  # let the cluster run between blows
