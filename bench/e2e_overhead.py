@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 from _shared import bench_database_url, fresh_database, start_moto  # noqa: E402
 
+from stillhouse.config import MasterSettings, QueueSettings  # noqa: E402
 from tests.bot.harness import answered_at  # noqa: E402
 from tests.doubles.discord import Interaction  # noqa: E402
 
@@ -57,6 +58,13 @@ STEP_S = 0.01
 TARGET_P50_S, TARGET_P99_S = 0.120, 0.250
 HANDLER_TIMES_P50, HANDLER_TIMES_P99 = 6, 12
 REUSE_TARGET_P50_S = 0.050
+_MASTER, _QUEUE = MasterSettings(), QueueSettings()
+DEFAULT_INTERVALS = {
+    "master__claim_interval_s": str(_MASTER.claim_interval_s),
+    "master__poll_interval_s": str(_MASTER.poll_interval_s),
+    "master__reap_interval_s": str(_MASTER.reap_interval_s),
+    "queue__lease_s": str(_QUEUE.lease_s),
+}
 WARM_UP = 10
 GUILD, CHANNEL, USER = (1_400_000_000_000_000_000 >> 23) << 23, 1_400_000_000_000_000_101, 42
 
@@ -197,7 +205,7 @@ def through_the_system(
     storage: Any, url: str, requests: int, rate: float
 ) -> tuple[list[tuple[float, float]], list[float]]:
     """(end to end, ComfyUI execution) per /serve, with every process running."""
-    from stillhouse.config import QueueSettings, make_settings
+    from stillhouse.config import make_settings
     from stillhouse.db.engine import make_engine
     from stillhouse.queue import GenerationQueue
     from tests.conftest import MemcachedServer
@@ -222,6 +230,7 @@ def through_the_system(
                 port = free_port()
                 cluster.start_master(
                     name,
+                    **DEFAULT_INTERVALS,  # the test cluster's own are shorter
                     master__http_host="127.0.0.1",
                     master__http_port=str(port),
                     runpod__webhook_url=f"http://127.0.0.1:{port}/webhooks/runpod",
