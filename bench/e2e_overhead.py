@@ -7,8 +7,8 @@ the same ComfyUI double measured in the same run.
 
 Everything runs as deployed, with every interval at its default (new jobs and outcomes
 wake masters and bots through memcached; before 2026-12-01 07:00 the masters ran at the
-test cluster's shorter claim, poll and reap intervals): the bot and two masters as their own processes,
-MariaDB, memcached, moto's S3 (a process of its own, as S3 is a service of its own:
+test cluster's shorter claim, poll and reap intervals): the bot and two masters as their
+own processes, MariaDB, memcached, moto's S3 (a process of its own, as S3 is a service of its own:
 served from this process it shared the GIL with the doubles here), the
 RunPod-compatible endpoint (in this process) with real runpod
 worker processes running our handler against the ComfyUI double (fixed latency: 12
