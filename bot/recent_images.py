@@ -19,7 +19,6 @@ class RecentImages:
     """Reads through a least-recently-used store of at most `limit_bytes` of images."""
 
     def __init__(self, limit_bytes: int) -> None:
-        self._limit = limit_bytes
         self._kept: LRUCache[str, bytes] | None = (
             LRUCache(maxsize=limit_bytes, getsizeof=len) if limit_bytes > 0 else None
         )
@@ -32,7 +31,7 @@ class RecentImages:
         if kept is not None:
             return kept
         data = await fetch(key)
-        if len(data) <= self._limit:  # one larger than the whole store is not kept
+        if len(data) <= self._kept.maxsize:  # one larger than the whole store is not kept
             self._kept[key] = data
         return data
 
